@@ -1,0 +1,23 @@
+with sessions as (
+    select * from {{ ref('int_sessions__aggregated') }}
+),
+
+final as (
+    select
+        session_id,
+        user_id,
+        order_id,
+        page_views,
+        add_to_carts,
+        checkouts,
+        has_page_view,
+        has_add_to_cart,
+        has_checkout,
+        session_started_at,
+        session_ended_at,
+        cast(session_started_at as date) as session_date,
+        {{ datediff('session_started_at', 'session_ended_at', 'second') }} as session_length_seconds
+    from sessions
+)
+
+select * from final

@@ -1,0 +1,1 @@
+"""Greenery orchestration: the Greenery funnel analytics as a Dagster code location."""
