@@ -21,3 +21,23 @@ def warehouse_dir() -> Path:
 
 def duckdb_path(environment: str = PROD) -> Path:
     return warehouse_dir() / f"{environment}.duckdb"
+
+
+def dagster_home() -> Path:
+    """The Dagster instance folder: DAGSTER_HOME, or .dagster in the working directory."""
+    return Path(os.environ.get("DAGSTER_HOME", ".dagster")).resolve()
+
+
+def ensure_dagster_home() -> Path:
+    """Point DAGSTER_HOME at an instance folder holding the project's dagster.yaml.
+
+    Dagster reads the file (telemetry off, the run queue, the warehouse pool) on its first
+    command, so it must be in place before any.
+    """
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text((REPO_DIR / "dagster.yaml").read_text())
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home

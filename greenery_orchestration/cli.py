@@ -1,0 +1,146 @@
+"""`greenery`: load data, run the chain, read the funnel, from a terminal."""
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from greenery_orchestration.settings import duckdb_path, ensure_dagster_home, warehouse_dir
+
+# There is no internet where this runs, and dbt would otherwise try to phone home.
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.command(args) or 0
+    except UserFacingError as error:
+        print(f"greenery: {error}", file=sys.stderr)
+        return 2
+
+
+class UserFacingError(Exception):
+    """A failure the user can fix; printed as one line, without a traceback."""
+
+
+def load_csv(args) -> int:
+    import duckdb  # noqa: PLC0415 - keep `greenery --help` fast
+
+    from greenery_orchestration.rawdata.load_csv import RawDataError, load_csv_dir  # noqa: PLC0415
+
+    path = _prod_path()
+    print(f"Loading {args.folder} into {path} (schema raw)...")
+    try:
+        with duckdb.connect(str(path)) as connection:
+            counts = load_csv_dir(connection, Path(args.folder))
+    except RawDataError as error:
+        raise UserFacingError(f"{error}. Nothing was loaded; raw tables are unchanged.") from None
+    for table, rows in counts.items():
+        print(f"  raw.{table}: {rows:,} rows")
+    return 0
+
+
+def sample(args) -> int:
+    from greenery_orchestration.rawdata.sample import write_sample  # noqa: PLC0415
+
+    end = datetime.now(UTC)
+    target = Path(args.csv_dir) if args.csv_dir else _prod_path()
+    print(
+        f"Generating {args.days} day(s) x {args.sessions_per_day:,} sessions ending {end:%Y-%m-%d %H:%M} UTC"
+        f" (seed {args.seed}) into {target}..."
+    )
+    counts = write_sample(
+        target, seed=args.seed, days=args.days, sessions_per_day=args.sessions_per_day, end=end
+    )
+    for table, rows in counts.items():
+        print(f"  {table}: {rows:,} rows")
+    return 0
+
+
+def run(args) -> int:
+    from greenery_orchestration.chain.run import run_chain  # noqa: PLC0415
+
+    ensure_dagster_home()
+    _prepare_dbt_manifest()
+    succeeded = run_chain()
+    if succeeded:
+        _print_funnel("step")
+    return 0 if succeeded else 1
+
+
+def funnel(args) -> int:
+    _print_funnel(args.by)
+    return 0
+
+
+def _print_funnel(by: str) -> None:
+    import duckdb  # noqa: PLC0415
+
+    from greenery_orchestration.funnel import as_text, read_funnel  # noqa: PLC0415
+
+    path = duckdb_path()
+    if not path.exists():
+        raise UserFacingError(f"no warehouse at {path}: run `greenery sample` and `greenery run` first")
+    try:
+        with duckdb.connect(str(path), read_only=True) as connection:
+            frame = read_funnel(connection, by)
+    except duckdb.CatalogException:
+        raise UserFacingError(f"the funnel marts are not built in {path}: run `greenery run`") from None
+    print(f"\nFunnel by {by} ({path}):\n")
+    print(as_text(frame))
+
+
+def _prepare_dbt_manifest() -> None:
+    """Parse the dbt project once per run, so edits to models are picked up."""
+    from greenery_orchestration.project import prepare_manifest  # noqa: PLC0415
+
+    print("Parsing the dbt project...")
+    prepare_manifest()
+
+
+def _prod_path() -> Path:
+    warehouse_dir().mkdir(parents=True, exist_ok=True)
+    return duckdb_path()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="greenery",
+        description="Greenery's funnel analytics: load raw data, run the chain, read the funnel.",
+        epilog="Environment: GREENERY_WAREHOUSE_DIR (default ./warehouse) holds one DuckDB file "
+        "per environment; DAGSTER_HOME (default ./.dagster) is the Dagster instance.",
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    command = commands.add_parser("load-csv", help="replace the raw tables with the seven CSVs in a folder")
+    command.add_argument("folder", help="folder holding addresses.csv, events.csv, ... users.csv")
+    command.set_defaults(command=load_csv)
+
+    command = commands.add_parser("sample", help="write a synthetic Greenery data set that ends now")
+    command.add_argument("--seed", type=int, default=42, help="same seed, same data (default 42)")
+    command.add_argument("--days", type=int, default=3, help="days of activity (default 3)")
+    command.add_argument(
+        "--sessions-per-day", type=int, default=400, help="browsing sessions per day (default 400)"
+    )
+    command.add_argument(
+        "--csv-dir", help="write the seven CSVs to this folder instead of the warehouse's raw tables"
+    )
+    command.set_defaults(command=sample)
+
+    command = commands.add_parser(
+        "run", help="materialize every asset once, in this process, and print the funnel"
+    )
+    command.set_defaults(command=run)
+
+    command = commands.add_parser("funnel", help="print the funnel marts as tables")
+    command.add_argument(
+        "--by", choices=["step", "product", "day"], default="step", help="which funnel (default step)"
+    )
+    command.set_defaults(command=funnel)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The funnel marts as an analyst reads them: printed tables, Dagster table metadata, a chart."""
+
+import base64
+import io
+
+import dagster as dg
+import pandas as pd
+from tabulate import tabulate
+
+MART_QUERIES = {
+    "step": """
+        select step_number, funnel_step, sessions,
+               conversion_from_previous, drop_off_from_previous, conversion_from_start
+        from marts.fct_funnel order by step_number""",
+    "product": """
+        select product_name, sessions_viewed, sessions_added_to_cart, sessions_purchased,
+               view_to_cart_rate, cart_to_purchase_rate, view_to_purchase_rate
+        from marts.fct_product_funnel order by sessions_viewed desc, product_name""",
+    "day": """
+        select session_date, funnel_step, sessions,
+               conversion_from_previous, drop_off_from_previous, conversion_from_start
+        from marts.fct_funnel_daily order by session_date, step_number""",
+}
+
+
+def read_funnel(connection, by: str = "step") -> pd.DataFrame:
+    """One funnel mart, `by` step (fct_funnel), product or day, as a DataFrame."""
+    return connection.execute(MART_QUERIES[by]).df()
+
+
+def as_text(frame: pd.DataFrame) -> str:
+    """A plain-text table with rates as percentages, for a terminal."""
+    shown = frame.copy()
+    for column in _rate_columns(shown):
+        shown[column] = shown[column].map(lambda rate: "" if pd.isna(rate) else f"{rate:.1%}")
+    return tabulate(shown, headers="keys", tablefmt="github", showindex=False)
+
+
+def as_table_metadata(frame: pd.DataFrame) -> dg.TableMetadataValue:
+    """The mart as a Dagster table: JSON-safe values, the schema from the DataFrame."""
+    records = [
+        dg.TableRecord({k: _json_safe(v) for k, v in row.items()})
+        for row in frame.to_dict(orient="records")
+    ]
+    columns = [dg.TableColumn(name, str(dtype)) for name, dtype in frame.dtypes.items()]
+    return dg.MetadataValue.table(records, schema=dg.TableSchema(columns))
+
+
+def funnel_chart_markdown(frame: pd.DataFrame, title: str) -> str:
+    """A bar chart of sessions per step (or per product and step) as an inline PNG."""
+    import matplotlib  # noqa: PLC0415 - heavy, and only needed after a materialization
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    if "product_name" in frame:
+        counts = frame.set_index("product_name")[
+            ["sessions_viewed", "sessions_added_to_cart", "sessions_purchased"]
+        ].iloc[::-1]
+        figure, axes = plt.subplots(figsize=(8, max(3, 0.28 * len(counts))))
+        counts.plot.barh(ax=axes, width=0.8, color=["#9ccc65", "#43a047", "#1b5e20"])
+        axes.set_ylabel("")
+    else:
+        figure, axes = plt.subplots(figsize=(7, 2.8))
+        steps = frame.iloc[::-1]
+        bars = axes.barh(steps["funnel_step"], steps["sessions"], color="#43a047")
+        labels = [
+            f"{sessions:,}  ({rate:.1%} of start)"
+            for sessions, rate in zip(steps["sessions"], steps["conversion_from_start"])
+        ]
+        axes.bar_label(bars, labels=labels, padding=4)
+        axes.set_xlim(0, steps["sessions"].max() * 1.45)
+    axes.set_xlabel("sessions")
+    axes.set_title(title)
+    figure.tight_layout()
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=96)
+    plt.close(figure)
+    encoded = base64.b64encode(png.getvalue()).decode()
+    return f"![{title}](data:image/png;base64,{encoded})"
+
+
+def _rate_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.endswith("_rate") or c.startswith(("conversion", "drop_off"))]
+
+
+def _json_safe(value):
+    """numpy scalars as plain Python values, missing values as None, anything else as text."""
+    if pd.isna(value):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    return value if isinstance(value, (str, int, float, bool)) else str(value)
