@@ -32,7 +32,9 @@ def _line(event: dg.DagsterEvent, meta: dict) -> str | None:
         evaluation = event.asset_check_evaluation_data
         if evaluation.passed:
             return None
-        return f"    check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} FAILED"
+        failed_rows = evaluation.metadata.get("dagster_dbt/failed_row_count")
+        rows = f": {failed_rows.value} failing row(s)" if failed_rows else ""
+        return f"    check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} FAILED{rows}"
     template = _LINES.get(event.event_type)
     if template is None:
         return None

@@ -39,7 +39,9 @@ class GreeneryTranslator(DagsterDbtTranslator):
 def greenery_dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource
 ) -> Iterator:
-    invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+    # dagster-dbt 0.29 reads `context.op`, deprecated on AssetExecutionContext: hand it the
+    # op context it wants, so every run stays free of deprecation warnings.
+    invocation = dbt.cli(["build"], context=context.op_execution_context, raise_on_error=False)
     # dbt holds the warehouse's only write lock until it exits: report the funnel after that.
     held_back = []
     for event in invocation.stream():

@@ -1,0 +1,500 @@
+"""A synthetic Greenery shop: the seven raw tables, shaped like the course data, at any size.
+
+Everything is drawn from one `numpy.random.Generator`, so a seed (and an `end`) fixes every
+row. Rows are built per kind in whole arrays (no Python loop per row): sessions expand into
+page views with `np.repeat`, and UUID text is written as bytes into fixed-width numpy
+matrices whose rows are copied straight into Arrow string buffers.
+
+The shape follows the real course data: about 3.2 page views per session (1..10), about half
+of the viewed products added to cart, about 81% of sessions adding something and 62% checking
+out; one order per checkout holding exactly the products added in that session; about one
+order in nine with a promo; order status by age (preparing, then shipped, then delivered).
+Per session that is about 6 events (3.2 page views, 1.7 adds, 0.62 checkouts and, when the
+window is long enough for orders to ship, ~0.6 package_shipped).
+
+Events are grouped, not sorted by time: all page views and adds to cart (session by session,
+in time order within a session), then all checkouts, then all package shipments.
+"""
+
+import math
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from greenery_orchestration.rawdata.load_csv import replace_raw_tables
+from greenery_orchestration.rawdata.schema import raw_columns
+
+SITE = "https://greenary.com"
+
+# Session shape, measured on the course data (counts of sessions with 1..10 page views).
+PAGE_VIEW_WEIGHTS = np.array([104, 99, 153, 92, 73, 35, 14, 4, 3, 1], dtype=float)
+ADD_TO_CART_RATE = 0.52  # per viewed product; gives ~81% of sessions with an add to cart
+CHECKOUT_RATE_WITH_CART = 0.77  # of sessions with a cart; gives ~62% of all sessions
+PROMO_RATE = 1 / 9
+SECONDS_BETWEEN_EVENTS = (8, 150)  # a session lasts from seconds to some tens of minutes
+MAX_QUANTITY = 3
+
+HOUR = 3600
+DAY = 24 * HOUR
+SHIP_AFTER = (2 * HOUR, 12 * HOUR)  # checkout -> package_shipped
+TRANSIT = (1 * DAY, 6 * DAY)  # package_shipped -> delivered
+ESTIMATED_DAYS = (2, 8)  # checkout -> estimated delivery, whole days
+
+USERS_PER_SESSION = 1 / 4
+MIN_USERS = 40
+
+EVENT_TYPES = ["page_view", "add_to_cart", "checkout", "package_shipped"]
+PAGE_VIEW, ADD_TO_CART, CHECKOUT, PACKAGE_SHIPPED = range(4)
+URL_PREFIXES = [f"{SITE}/product/", f"{SITE}/product/", f"{SITE}/checkout/", f"{SITE}/shipping/"]
+
+SHIPPING_SERVICES = ["ups", "fedex", "usps", "dhl"]
+SHIPPING_SERVICE_WEIGHTS = np.array([0.5, 0.29, 0.18, 0.03])
+
+PRODUCT_NAMES = [
+    "Hoya Carnosa", "Kentia Palm", "Prayer Plant", "Chinese Evergreen", "Parlor Palm",
+    "Croton", "Dieffenbachia", "Peperomia Hope", "Rattlesnake Plant", "Staghorn Fern",
+    "Maidenhair Fern", "Bromeliad", "Air Plant", "Polka Dot Plant", "Nerve Plant",
+    "String of Hearts", "Burro's Tail", "Echeveria", "Haworthia", "Christmas Cactus",
+    "Cast Iron Plant", "Umbrella Tree", "Norfolk Island Pine", "Wax Begonia", "Purple Shamrock",
+    "Olive Tree", "Lemon Lime Dracaena", "Zebra Plant", "Kalanchoe", "Venus Flytrap",
+]  # fmt: skip
+# Strides coprime with the number of products: a session walks distinct products.
+PRODUCT_STRIDES = np.array([s for s in range(1, len(PRODUCT_NAMES)) if math.gcd(s, len(PRODUCT_NAMES)) == 1])
+PRICE_DOLLARS = (12, 96)
+PRICE_CENTS = np.array([0, 25, 50, 75, 95])
+
+PROMO_IDS = ["spring-sale", "green thumb", "repot-week", "Fern Friday", "welcome", "leafy-loyalty"]
+PROMO_DISCOUNT = (2, 21)  # whole dollars
+
+FIRST_NAMES = [
+    "Ava", "Ben", "Chloe", "Daniel", "Elena", "Felix", "Grace", "Hugo", "Iris", "Jonah",
+    "Keira", "Liam", "Maya", "Nolan", "Olivia", "Priya", "Quinn", "Rosa", "Samir", "Tessa",
+    "Umar", "Vera", "Wes", "Ximena", "Yusuf", "Zoe", "Amara", "Bruno", "Camila", "Dmitri",
+    "Esme", "Farah", "Gideon", "Hana", "Idris", "Julia", "Kenji", "Lena", "Mateo", "Nadia",
+]  # fmt: skip
+LAST_NAMES = [
+    "Abbott", "Bennett", "Calloway", "Delgado", "Ellison", "Fairbanks", "Gallo", "Haddad",
+    "Ibarra", "Jensen", "Kowalski", "Lindgren", "Mwangi", "Nakamura", "Okafor", "Pereira",
+    "Quintero", "Rasmussen", "Sato", "Thornton", "Underwood", "Vasquez", "Whitfield", "Xu",
+    "Yilmaz", "Zimmerman", "Ashby", "Brandt", "Castellano", "Dunmore", "Everly", "Fitzroy",
+    "Greer", "Holloway", "Iverson", "Juarez", "Keane", "Lockwood", "Moreau", "Nilsen",
+]  # fmt: skip
+EMAIL_DOMAINS = ["example.com", "example.net", "example.org", "mail.example.com"]
+STREET_NAMES = [
+    "Willow", "Juniper", "Magnolia", "Hawthorn", "Larkspur", "Foxglove", "Primrose", "Thistle",
+    "Bramble", "Clover", "Sorrel", "Yarrow", "Heather", "Alder", "Hazel", "Rowan", "Aspen",
+    "Cypress", "Laurel", "Sage", "Basil", "Marigold", "Poppy", "Orchard", "Riverbend",
+    "Millstone", "Quarry", "Harbor", "Beacon", "Lantern",
+]  # fmt: skip
+STREET_SUFFIXES = [
+    "Street", "Avenue", "Lane", "Road", "Court", "Drive", "Way", "Place", "Trail", "Terrace",
+    "Circle", "Crossing", "Parkway", "Hill", "Alley", "Point", "Plaza", "Pass",
+]  # fmt: skip
+# US states with rough populations (millions), so big states get more customers.
+STATES = {
+    "California": 39, "Texas": 30, "Florida": 22, "New York": 20, "Pennsylvania": 13,
+    "Illinois": 12.5, "Ohio": 11.8, "Georgia": 11, "North Carolina": 10.7, "Michigan": 10,
+    "New Jersey": 9.3, "Virginia": 8.7, "Washington": 7.8, "Arizona": 7.4, "Tennessee": 7.1,
+    "Massachusetts": 7, "Indiana": 6.8, "Missouri": 6.2, "Maryland": 6.2, "Wisconsin": 5.9,
+    "Colorado": 5.8, "Minnesota": 5.7, "South Carolina": 5.3, "Alabama": 5.1, "Louisiana": 4.6,
+    "Kentucky": 4.5, "Oregon": 4.2, "Oklahoma": 4, "Connecticut": 3.6, "Utah": 3.4,
+    "Iowa": 3.2, "Nevada": 3.2, "Arkansas": 3, "Mississippi": 2.9, "Kansas": 2.9,
+    "New Mexico": 2.1, "Nebraska": 2, "Idaho": 1.9, "West Virginia": 1.8, "Hawaii": 1.4,
+    "New Hampshire": 1.4, "Maine": 1.4, "Montana": 1.1, "Rhode Island": 1.1, "Delaware": 1,
+    "South Dakota": 0.9, "North Dakota": 0.8, "Alaska": 0.7, "District of Columbia": 0.7,
+    "Vermont": 0.6, "Wyoming": 0.6,
+}  # fmt: skip
+
+# The two lowercase hex digits of each byte value, as 2-byte text packed in a uint16.
+_HEX_PAIRS = np.frombuffer("".join(f"{b:02x}" for b in range(256)).encode(), dtype=np.uint16)
+_UUID_GROUPS = [(0, 8), (9, 13), (14, 18), (19, 23), (24, 36)]  # text columns of the 8-4-4-4-12 groups
+_HEX_GROUPS = [(0, 8), (8, 12), (12, 16), (16, 20), (20, 32)]
+_INT32_MAX = 2**31 - 1
+
+
+def sample_tables(*, seed: int, days: int, sessions_per_day: int, end: datetime) -> dict[str, pa.Table]:
+    """A synthetic Greenery data set of `days` days ending at `end` (UTC, tz-aware datetime), deterministic for `seed`.
+
+    Returns the seven raw tables (addresses, events, order_items, orders, products, promos,
+    users) as Arrow tables with the columns of `raw_columns()`, in order. Timestamps are naive
+    UTC with whole seconds; every event and order timestamp lies in [end - days, end].
+    """
+    if end.tzinfo is None or end.utcoffset() is None:
+        raise ValueError("end must be a timezone-aware datetime")
+    if days < 1 or sessions_per_day < 1:
+        raise ValueError("days and sessions_per_day must be at least 1")
+    end_us = (end - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+    hi = end_us // 1_000_000  # last whole second <= end
+    lo = -((days * DAY * 1_000_000 - end_us) // 1_000_000)  # first whole second >= end - days
+
+    rng = np.random.default_rng(seed)
+    columns = {}
+    columns["products"], product_ids, price_cents = _products(rng)
+    columns["promos"], promo_discount_cents = _promos(rng)
+    sessions = _sessions(rng, days * sessions_per_day, len(PRODUCT_NAMES), lo, hi)
+    n_users = max(MIN_USERS, int(days * sessions_per_day * USERS_PER_SESSION))
+    session_user = rng.integers(n_users, size=sessions["count"])
+    orders = _orders(rng, sessions, price_cents, promo_discount_cents, hi)
+    user_ids, address_ids = _uuids(rng, n_users), _uuids(rng, n_users)
+    columns["users"] = _users(rng, user_ids, address_ids, session_user, sessions["start"], hi)
+    columns["addresses"] = _addresses(rng, address_ids)
+    order_ids = _uuids(rng, orders["count"])
+    columns["orders"] = _orders_columns(rng, orders, order_ids, user_ids, address_ids, session_user)
+    columns["order_items"] = {
+        "order_id": _text((order_ids, orders["item_order"])),
+        "product_id": _text((product_ids, orders["item_product"])),
+        "quantity": pa.array(orders["item_quantity"], pa.int32()),
+    }
+    columns["events"] = _events(rng, sessions, orders, session_user, user_ids, product_ids, order_ids)
+
+    return {
+        table: pa.table([columns[table][name] for name in names], names=list(names))
+        for table, names in raw_columns().items()
+    }
+
+
+def write_sample(target: Path, **spec) -> dict[str, int]:
+    """Write `sample_tables(**spec)` into a warehouse file's raw tables (`*.duckdb`), in one
+    transaction, or as the seven CSVs `greenery load-csv` reads into a folder. Returns row counts.
+    """
+    tables = sample_tables(**spec)
+    with duckdb.connect(str(target) if target.suffix == ".duckdb" else ":memory:") as connection:
+        for table, rows in tables.items():
+            connection.register(f"sample_{table}", rows)
+        if target.suffix == ".duckdb":
+            replace_raw_tables(connection, {table: f"sample_{table}" for table in tables})
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            for table in tables:
+                connection.execute(
+                    f"copy sample_{table} to '{target / table}.csv' "
+                    "(header, timestampformat '%Y-%m-%dT%H:%M:%SZ')"
+                )
+    return {table: rows.num_rows for table, rows in tables.items()}
+
+
+def _products(rng):
+    n = len(PRODUCT_NAMES)
+    price_cents = rng.integers(*PRICE_DOLLARS, size=n) * 100 + rng.choice(PRICE_CENTS, size=n)
+    ids = _uuids(rng, n)
+    table = {
+        "product_id": _text((ids, None)),
+        "name": pa.array(PRODUCT_NAMES),
+        "price": pa.array(price_cents / 100),
+        "inventory": pa.array(rng.integers(10, 101, size=n), pa.int32()),
+    }
+    return table, ids, price_cents
+
+
+def _promos(rng):
+    n = len(PROMO_IDS)
+    discount = rng.integers(*PROMO_DISCOUNT, size=n)
+    active = rng.random(n) < 0.25
+    active[rng.integers(n)] = True  # at least one running promo
+    table = {
+        "promo_id": pa.array(PROMO_IDS),
+        "discount": pa.array(discount, pa.int32()),
+        "status": pa.array(np.where(active, "active", "inactive")),
+    }
+    return table, discount * 100
+
+
+def _sessions(rng, n_sessions, n_products, lo, hi):
+    """The browsing of every session (page views and adds to cart), then its checkout, if any.
+
+    Within a session: page view, (add to cart of that product), page view, ..., (checkout),
+    seconds to minutes apart. Browsing events are laid out session by session.
+    """
+    weights = PAGE_VIEW_WEIGHTS / PAGE_VIEW_WEIGHTS.sum()
+    n_views = rng.choice(len(weights), size=n_sessions, p=weights) + 1
+    view_session = np.repeat(np.arange(n_sessions), n_views)
+    first_view = np.cumsum(n_views) - n_views
+    view_rank = np.arange(len(view_session)) - np.repeat(first_view, n_views)
+    # Distinct products per session: walk the catalogue from a popular start by a coprime stride.
+    popularity = rng.gamma(2.0, size=n_products)
+    start_product = rng.choice(n_products, size=n_sessions, p=popularity / popularity.sum())
+    stride = rng.choice(PRODUCT_STRIDES, size=n_sessions)
+    view_product = (np.repeat(start_product, n_views) + view_rank * np.repeat(stride, n_views)) % n_products
+
+    added = rng.random(len(view_session)) < ADD_TO_CART_RATE
+    adds_before = np.cumsum(added) - added  # adds before this view, over all sessions
+    adds_before -= np.repeat(adds_before[first_view], n_views)  # ... within its session
+    n_adds = np.bincount(view_session[added], minlength=n_sessions)
+    checks_out = (n_adds > 0) & (rng.random(n_sessions) < CHECKOUT_RATE_WITH_CART)
+
+    n_browse = n_views + n_adds
+    first_browse = np.cumsum(n_browse) - n_browse
+    view_event = np.repeat(first_browse, n_views) + view_rank + adds_before
+    add_event = view_event[added] + 1
+    total = int(n_browse.sum())
+    browse_type = np.full(total, PAGE_VIEW, dtype=np.int8)
+    browse_type[add_event] = ADD_TO_CART
+    browse_product = np.empty(total, dtype=np.int64)
+    browse_product[view_event] = view_product
+    browse_product[add_event] = view_product[added]
+
+    # Seconds after the session's first event; the start keeps the whole session in the window.
+    gap = rng.integers(*SECONDS_BETWEEN_EVENTS, size=total)
+    gap[first_browse] = 0
+    offset = np.cumsum(gap)
+    offset -= np.repeat(offset[first_browse], n_browse)
+    last_browse = offset[first_browse + n_browse - 1]
+    checkout_offset = last_browse + rng.integers(*SECONDS_BETWEEN_EVENTS, size=n_sessions)
+    duration = np.where(checks_out, checkout_offset, last_browse)
+    start = lo + (rng.random(n_sessions) * (hi - lo - duration + 1)).astype(np.int64)
+    browse_session = np.repeat(np.arange(n_sessions), n_browse)
+    return {
+        "count": n_sessions,
+        "start": start,
+        "browse_session": browse_session,
+        "browse_type": browse_type,
+        "browse_product": browse_product,
+        "browse_time": np.repeat(start, n_browse) + offset,
+        "checkout_time": (start + checkout_offset)[checks_out],
+        "view_session": view_session,
+        "view_product": view_product,
+        "added": added,
+        "checks_out": checks_out,
+    }
+
+
+def _orders(rng, sessions, price_cents, promo_discount_cents, hi):
+    """One order per checkout, holding the products added to cart in its session."""
+    order_session = np.flatnonzero(sessions["checks_out"])
+    n = len(order_session)
+    order_of_session = np.full(sessions["count"], -1)
+    order_of_session[order_session] = np.arange(n)
+    in_order = sessions["added"] & sessions["checks_out"][sessions["view_session"]]
+    item_order = order_of_session[sessions["view_session"][in_order]]
+    item_product = sessions["view_product"][in_order]
+    item_quantity = rng.integers(1, MAX_QUANTITY + 1, size=len(item_order))
+    cost = np.bincount(item_order, weights=price_cents[item_product] * item_quantity, minlength=n)
+    cost = np.rint(cost).astype(np.int64)
+    shipping = rng.integers(100, 1000, size=n)
+    promo = rng.integers(len(promo_discount_cents), size=n)
+    discount = promo_discount_cents[promo]
+    has_promo = (rng.random(n) < PROMO_RATE) & (discount < cost)
+
+    created = sessions["checkout_time"]
+    shipped_at = created + rng.integers(*SHIP_AFTER, size=n)
+    delivered_at = shipped_at + rng.integers(*TRANSIT, size=n)
+    return {
+        "count": n,
+        "session": order_session,
+        "item_order": item_order,
+        "item_product": item_product,
+        "item_quantity": item_quantity,
+        "created": created,
+        "cost_cents": cost,
+        "shipping_cents": shipping,
+        "total_cents": cost + shipping - np.where(has_promo, discount, 0),
+        "promo": np.where(has_promo, promo, -1),
+        "shipped_at": shipped_at,
+        "is_shipped": shipped_at <= hi,
+        "delivered_at": delivered_at,
+        "is_delivered": delivered_at <= hi,
+        "estimated_at": created + rng.integers(*ESTIMATED_DAYS, size=n) * DAY,
+    }
+
+
+def _orders_columns(rng, orders, order_ids, user_ids, address_ids, session_user):
+    n = orders["count"]
+    user = session_user[orders["session"]]
+    shipped, delivered = orders["is_shipped"], orders["is_delivered"]
+    weights = SHIPPING_SERVICE_WEIGHTS / SHIPPING_SERVICE_WEIGHTS.sum()
+    service = rng.choice(len(SHIPPING_SERVICES), size=n, p=weights)
+    tracking_ids = _uuids(rng, int(shipped.sum()))
+    status = np.where(delivered, 2, np.where(shipped, 1, 0))
+    return {
+        "order_id": _text((order_ids, None)),
+        "user_id": _text((user_ids, user)),
+        "promo_id": _pick(PROMO_IDS, orders["promo"], valid=orders["promo"] >= 0),
+        "address_id": _text((address_ids, user)),
+        "created_at": _timestamps(orders["created"]),
+        "order_cost": pa.array(orders["cost_cents"] / 100),
+        "shipping_cost": pa.array(orders["shipping_cents"] / 100),
+        "order_total": pa.array(orders["total_cents"] / 100),
+        "tracking_id": _text((tracking_ids, None), valid=shipped),
+        "shipping_service": _pick(SHIPPING_SERVICES, service, valid=shipped),
+        "estimated_delivery_at": _timestamps(orders["estimated_at"], valid=shipped),
+        "delivered_at": _timestamps(orders["delivered_at"], valid=delivered),
+        "status": _pick(["preparing", "shipped", "delivered"], status),
+    }
+
+
+def _events(rng, sessions, orders, session_user, user_ids, product_ids, order_ids):
+    """Browsing events (session by session), then checkouts, then package shipments.
+
+    Rows are grouped that way, not sorted by time: each group's page urls have one width,
+    which lets the text columns be written as whole byte blocks.
+    """
+    shipped = np.flatnonzero(orders["is_shipped"])
+    n_browse, n_orders, n_shipped = len(sessions["browse_type"]), orders["count"], len(shipped)
+    event_session = np.concatenate(
+        [sessions["browse_session"], orders["session"], orders["session"][shipped]]
+    )
+    event_type = np.concatenate(
+        [
+            sessions["browse_type"],
+            np.full(n_orders, CHECKOUT, np.int8),
+            np.full(n_shipped, PACKAGE_SHIPPED, np.int8),
+        ]
+    )
+    event_time = np.concatenate([sessions["browse_time"], orders["created"], orders["shipped_at"][shipped]])
+    session_ids = _uuids(rng, sessions["count"])
+    event_ids = _uuids(rng, len(event_type))
+    browse_product = sessions["browse_product"]
+    return {
+        "event_id": _text((event_ids, None)),
+        "session_id": _text((session_ids, event_session)),
+        "user_id": _text((user_ids, session_user[event_session])),
+        "page_url": _text(
+            (_prefixed(f"{SITE}/product/", product_ids), browse_product),
+            (_prefixed(f"{SITE}/checkout/", order_ids), None),
+            (_prefixed(f"{SITE}/shipping/", order_ids[shipped]), None),
+        ),
+        "created_at": _timestamps(event_time),
+        "event_type": _pick(EVENT_TYPES, event_type),
+        "order_id": _text((None, n_browse), (order_ids, None), (order_ids, shipped)),
+        "product_id": _text((product_ids, browse_product), (None, n_orders + n_shipped)),
+    }
+
+
+def _users(rng, user_ids, address_ids, session_user, session_start, hi):
+    n = len(user_ids)
+    first_seen = np.full(n, hi, dtype=np.int64)
+    np.minimum.at(first_seen, session_user, session_start)
+    created = first_seen - rng.integers(HOUR, 365 * DAY, size=n)
+    updated = created + (rng.random(n) * (hi - created + 1)).astype(np.int64)
+    first = rng.integers(len(FIRST_NAMES), size=n)
+    last = rng.integers(len(LAST_NAMES), size=n)
+    firsts, lasts = pa.array(FIRST_NAMES), pa.array(LAST_NAMES)
+    email = pc.binary_join_element_wise(
+        pc.utf8_lower(pc.take(firsts, first)),
+        ".",
+        pc.utf8_lower(pc.take(lasts, last)),
+        pc.cast(pa.array(np.arange(1, n + 1)), pa.string()),
+        "@",
+        pc.take(pa.array(EMAIL_DOMAINS), rng.integers(len(EMAIL_DOMAINS), size=n)),
+        "",
+    )
+    phone = pc.binary_join_element_wise(
+        _digits(rng.integers(201, 990, size=n), 3),
+        _digits(rng.integers(100, 1000, size=n), 3),
+        _digits(rng.integers(0, 10000, size=n), 4),
+        "-",
+    )
+    return {
+        "user_id": _text((user_ids, None)),
+        "first_name": pc.take(firsts, first),
+        "last_name": pc.take(lasts, last),
+        "email": email,
+        "phone_number": phone,
+        "created_at": _timestamps(created),
+        "updated_at": _timestamps(updated),
+        "address_id": _text((address_ids, None)),
+    }
+
+
+def _addresses(rng, address_ids):
+    n = len(address_ids)
+    number = np.floor(10 ** rng.uniform(0, 5, size=n)).astype(np.int64)  # 1 to 5 digits
+    street = pc.binary_join_element_wise(
+        pc.cast(pa.array(number), pa.string()),
+        pc.take(pa.array(STREET_NAMES), rng.integers(len(STREET_NAMES), size=n)),
+        pc.take(pa.array(STREET_SUFFIXES), rng.integers(len(STREET_SUFFIXES), size=n)),
+        " ",
+    )
+    weights = np.array(list(STATES.values()))
+    return {
+        "address_id": _text((address_ids, None)),
+        "address": street,
+        "zipcode": pa.array(rng.integers(1001, 99951, size=n), pa.int32()),  # leading zeros lost
+        "state": pc.take(pa.array(list(STATES)), rng.choice(len(STATES), size=n, p=weights / weights.sum())),
+        "country": pa.array(np.full(n, "United States")),
+    }
+
+
+def _uuids(rng, n: int) -> np.ndarray:
+    """`n` random version-4 UUIDs as text, one per row of an (n, 36) uint8 matrix."""
+    raw = np.frombuffer(rng.bytes(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    hexed = _HEX_PAIRS[raw].view(np.uint8).reshape(n, 32)
+    text = np.empty((n, 36), dtype=np.uint8)
+    text[:, [8, 13, 18, 23]] = ord("-")
+    for (start, stop), (lo, hi) in zip(_UUID_GROUPS, _HEX_GROUPS):
+        text[:, start:stop] = hexed[:, lo:hi]
+    return text
+
+
+def _prefixed(prefix: str, text: np.ndarray) -> np.ndarray:
+    """Each row of a byte matrix after the same prefix."""
+    head = np.frombuffer(prefix.encode(), dtype=np.uint8)
+    return np.hstack([np.broadcast_to(head, (len(text), len(head))), text])
+
+
+def _text(*blocks, valid=None) -> pa.Array:
+    """An Arrow string column written block by block from fixed-width byte matrices.
+
+    Each block is (matrix, index): the matrix's rows picked by `index` (all rows if None), or
+    (None, count) for that many nulls. With `valid`, the blocks' values fill the rows where
+    `valid` is true, in order, and the other rows are null.
+    """
+    counts = [index if table is None else len(table if index is None else index) for table, index in blocks]
+    widths = [0 if table is None else table.shape[1] for table, _ in blocks]
+    lengths = np.repeat(np.array(widths, dtype=np.int64), counts)
+    present = None if all(table is not None for table, _ in blocks) else lengths > 0
+    if valid is not None:
+        lengths = np.zeros(len(valid), dtype=np.int64)
+        lengths[valid] = np.repeat(np.array(widths, dtype=np.int64), counts)
+        if present is not None:
+            valid = valid.copy()
+            valid[valid] = present
+        present = valid
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if len(blocks) == 1 and blocks[0][1] is None and blocks[0][0].flags.c_contiguous:
+        data = blocks[0][0].reshape(-1)  # a whole matrix: its bytes are the data, no copy
+        blocks = []
+    else:
+        data = np.empty(int(offsets[-1]), dtype=np.uint8)
+    position = 0
+    for (table, index), count, width in zip(blocks, counts, widths):
+        if table is None:
+            continue
+        out = data[position : position + count * width].reshape(count, width)
+        if index is None:
+            out[...] = table
+        else:
+            np.take(table, index, axis=0, out=out)
+        position += count * width
+    if offsets[-1] <= _INT32_MAX:
+        string_type, offsets = pa.string(), offsets.astype(np.int32)
+    else:
+        string_type = pa.large_string()
+    bitmap = None if present is None else pa.py_buffer(np.packbits(present, bitorder="little"))
+    return pa.Array.from_buffers(
+        string_type,
+        len(lengths),
+        [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)],
+        null_count=0 if present is None else int(len(present) - np.count_nonzero(present)),
+    )
+
+
+def _pick(values: list[str], index: np.ndarray, valid=None) -> pa.Array:
+    """values[index] as Arrow strings, null where not `valid`."""
+    return pc.take(pa.array(values), pa.array(index, mask=None if valid is None else ~valid))
+
+
+def _timestamps(seconds: np.ndarray, valid=None) -> pa.Array:
+    mask = None if valid is None else ~valid
+    return pa.array(seconds.astype(np.int64) * 1_000_000, type=pa.timestamp("us"), mask=mask)
+
+
+def _digits(numbers: np.ndarray, width: int) -> pa.Array:
+    return pc.utf8_lpad(pc.cast(pa.array(numbers), pa.string()), width, "0")

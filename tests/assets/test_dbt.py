@@ -1,0 +1,104 @@
+"""The asset graph against the dbt manifest: every model and snapshot an asset, every test a check."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from greenery_orchestration.settings import DBT_PROJECT_DIR
+
+
+@pytest.fixture(scope="module")
+def manifest(dbt_manifest):
+    return json.loads(dbt_manifest.read_text())
+
+
+@pytest.fixture(scope="module")
+def asset_graph():
+    from greenery_orchestration.definitions import defs
+
+    return defs().resolve_asset_graph()
+
+
+def _nodes(manifest, resource_type):
+    return [n for n in manifest["nodes"].values() if n["resource_type"] == resource_type]
+
+
+def test_every_model_and_snapshot_is_an_asset_keyed_by_schema(manifest, asset_graph):
+    expected = {
+        dg.AssetKey([n["schema"], n["name"]]) for n in _nodes(manifest, "model") + _nodes(manifest, "snapshot")
+    }
+    materializable = {key for key in asset_graph.get_all_asset_keys() if asset_graph.get(key).is_materializable}
+    assert materializable == expected
+    assert dg.AssetKey(["marts", "fct_funnel"]) in materializable
+    assert dg.AssetKey(["snapshots", "orders_snapshot"]) in materializable
+
+
+def test_every_raw_table_is_an_external_asset_the_staging_models_read(asset_graph):
+    raw = {key for key in asset_graph.get_all_asset_keys() if key.path[0] == "raw"}
+    assert raw == {
+        dg.AssetKey(["raw", t])
+        for t in ["addresses", "events", "order_items", "orders", "products", "promos", "users"]
+    }
+    for key in raw:
+        node = asset_graph.get(key)
+        assert not node.is_materializable
+        assert node.group_name == "raw"
+        assert node.description
+    assert dg.AssetKey(["raw", "events"]) in asset_graph.get(
+        dg.AssetKey(["staging", "stg_greenery__events"])
+    ).parent_keys
+
+
+def test_every_dbt_test_is_an_asset_check(manifest, asset_graph):
+    test_names = {n["name"] for n in _nodes(manifest, "test")}
+    check_names = {key.name for key in asset_graph.asset_check_keys}
+    assert len(test_names) > 50
+    assert check_names == test_names
+
+
+def test_assets_are_grouped_by_layer_with_owners_kinds_descriptions_and_columns(asset_graph):
+    expected_groups = {
+        "staging": "staging", "intermediate": "intermediate", "marts": "marts", "snapshots": "snapshots",
+    }
+    for key in asset_graph.get_all_asset_keys():
+        node = asset_graph.get(key)
+        if not node.is_materializable:
+            continue
+        assert node.group_name == expected_groups[key.path[0]], key
+        assert node.owners, key
+        assert {"dbt", "duckdb"} <= set(node.kinds), key
+        assert node.description, key
+
+    funnel = asset_graph.get(dg.AssetKey(["marts", "fct_funnel"]))
+    columns = {c.name: c.type for c in funnel.metadata["dagster/column_schema"].columns}
+    assert columns["sessions"] == "bigint"
+    assert list(columns)[:3] == ["step_number", "funnel_step", "sessions"]
+
+
+def test_loading_the_definitions_reads_the_manifest_without_parsing(dbt_manifest):
+    before = dbt_manifest.stat().st_mtime_ns
+    loaded = subprocess.run(
+        [sys.executable, "-c", "from greenery_orchestration.definitions import defs; defs()"],
+        capture_output=True, text=True, check=False,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert dbt_manifest.stat().st_mtime_ns == before
+
+
+def test_the_dbt_project_parses_without_deprecations(tmp_path):
+    parsed = subprocess.run(
+        [str(Path(sys.executable).with_name("dbt")), "parse", "--no-partial-parse", "--log-format", "json",
+         "--target-path", str(tmp_path / "target")],
+        cwd=DBT_PROJECT_DIR, capture_output=True, text=True, check=False,
+        env={**os.environ, "DBT_LOG_PATH": str(tmp_path)},
+    )
+    assert parsed.returncode == 0, parsed.stdout[-2000:]
+    events = [json.loads(line)["info"] for line in parsed.stdout.splitlines() if line.startswith("{")]
+    assert any(e["name"] == "ParsePerfInfoPath" for e in events)  # the parse ran to the end
+    deprecations = [e["msg"] for e in events if "Deprecation" in e["name"] or e["level"] == "warn"]
+    assert deprecations == []

@@ -1,0 +1,141 @@
+"""The chain on the real course data, every funnel number checked against pandas over the CSVs."""
+
+import base64
+import re
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from greenery_orchestration.cli import main
+
+
+STEPS = ["page_view", "add_to_cart", "checkout"]
+
+
+@pytest.fixture(scope="module")
+def built_warehouse(built_course_warehouse):
+    return built_course_warehouse / "prod.duckdb"
+
+
+def _mart(path, sql):
+    with duckdb.connect(str(path), read_only=True) as connection:
+        return connection.execute(sql).df()
+
+
+def _expected_funnel(course_data) -> pd.DataFrame:
+    events = pd.read_csv(course_data / "events.csv")
+    sessions = [events.loc[events.event_type == step, "session_id"].nunique() for step in STEPS]
+    expected = pd.DataFrame({"step_number": [1, 2, 3], "funnel_step": STEPS, "sessions": sessions})
+    previous = expected["sessions"].shift(1)
+    expected["conversion_from_previous"] = expected["sessions"] / previous
+    expected["drop_off_from_previous"] = 1 - expected["sessions"] / previous
+    expected["conversion_from_start"] = expected["sessions"] / sessions[0]
+    return expected
+
+
+def _expected_product_funnel(course_data) -> pd.DataFrame:
+    events = pd.read_csv(course_data / "events.csv")
+    items = pd.read_csv(course_data / "order_items.csv")
+    products = pd.read_csv(course_data / "products.csv")
+
+    def pairs(frame):
+        return set(zip(frame.session_id, frame.product_id))
+
+    viewed = pairs(events[events.event_type == "page_view"])
+    added = pairs(events[events.event_type == "add_to_cart"]) & viewed
+    checkouts = events.loc[events.event_type == "checkout", ["session_id", "order_id"]]
+    purchased = pairs(checkouts.merge(items, on="order_id")) & added
+    rows = []
+    for product_id, name in zip(products.product_id, products.name):
+        counts = [sum(1 for _, p in step if p == product_id) for step in (viewed, added, purchased)]
+        rows.append({"product_id": product_id, "product_name": name, "sessions_viewed": counts[0],
+                     "sessions_added_to_cart": counts[1], "sessions_purchased": counts[2]})
+    expected = pd.DataFrame(rows)
+    expected["view_to_cart_rate"] = expected.sessions_added_to_cart / expected.sessions_viewed
+    expected["cart_to_purchase_rate"] = expected.sessions_purchased / expected.sessions_added_to_cart
+    expected["view_to_purchase_rate"] = expected.sessions_purchased / expected.sessions_viewed
+    return expected.sort_values("product_id").reset_index(drop=True)
+
+
+def test_fct_funnel_matches_counts_from_the_raw_events(built_warehouse, course_data):
+    actual = _mart(built_warehouse, "select * exclude (updated_at) from marts.fct_funnel order by step_number")
+    expected = _expected_funnel(course_data)
+
+    assert expected.sessions.tolist() == [578, 467, 361]  # the course's published funnel
+    pd.testing.assert_frame_equal(actual, expected, check_dtype=False)
+
+
+def test_fct_product_funnel_matches_counts_from_the_raw_events(built_warehouse, course_data):
+    actual = _mart(
+        built_warehouse, "select * exclude (updated_at) from marts.fct_product_funnel order by product_id"
+    )
+    expected = _expected_product_funnel(course_data)
+
+    assert len(actual) == 30
+    pd.testing.assert_frame_equal(actual, expected, check_dtype=False)
+
+
+def test_fct_funnel_daily_adds_up_to_the_funnel(built_warehouse):
+    daily = _mart(built_warehouse, "select funnel_step, sum(sessions) as sessions from marts.fct_funnel_daily group by 1")
+    total = _mart(built_warehouse, "select funnel_step, sessions from marts.fct_funnel")
+    assert dict(zip(daily.funnel_step, daily.sessions)) == dict(zip(total.funnel_step, total.sessions))
+
+
+def test_the_funnel_materializations_carry_the_table_and_a_chart(built_warehouse):
+    with dg.DagsterInstance.get() as instance:
+        for mart, rows in [("fct_funnel", 3), ("fct_product_funnel", 30)]:
+            event = instance.get_latest_materialization_event(dg.AssetKey(["marts", mart]))
+            metadata = event.asset_materialization.metadata
+            assert len(metadata["funnel"].records) == rows
+            chart = re.fullmatch(r"!\[.+\]\(data:image/png;base64,(.+)\)", metadata["funnel_chart"].value)
+            assert base64.b64decode(chart.group(1)).startswith(b"\x89PNG")
+        steps = instance.get_latest_materialization_event(dg.AssetKey(["marts", "fct_funnel"]))
+        records = steps.asset_materialization.metadata["funnel"].records
+        assert [r.data["sessions"] for r in records] == [578, 467, 361]
+
+
+def test_every_check_passed_in_the_run(built_warehouse):
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs(dg.RunsFilter(job_name="greenery_production"), limit=1)
+        evaluations = [
+            record.event_log_entry.dagster_event.asset_check_evaluation_data
+            for record in instance.get_records_for_run(
+                run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            ).records
+        ]
+    assert len(evaluations) > 50
+    assert [e.check_name for e in evaluations if not e.passed] == []
+
+
+def test_the_chain_passes_every_check_on_sample_data_loaded_from_csv(warehouse, tmp_path, capsys):
+    assert main(["sample", "--days", "2", "--sessions-per-day", "300", "--csv-dir", str(tmp_path / "csv")]) == 0
+    assert main(["load-csv", str(tmp_path / "csv")]) == 0
+
+    assert main(["run"]) == 0
+
+    shown = capsys.readouterr().out
+    assert "run " in shown and "of greenery_production succeeded" in shown
+    assert "materialized marts/fct_funnel" in shown
+    funnel = _mart(warehouse / "prod.duckdb", "select sessions from marts.fct_funnel order by step_number")
+    assert funnel.sessions[0] == 600  # every synthetic session views a product
+    assert funnel.sessions[0] > funnel.sessions[1] > funnel.sessions[2] > 0
+
+
+def test_bad_raw_data_fails_the_run_and_keeps_the_last_good_marts(warehouse, course_data, capsys):
+    assert main(["load-csv", str(course_data)]) == 0
+    assert main(["run"]) == 0
+    with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
+        connection.execute("update raw.events set event_type = 'wishlist' where event_type = 'checkout'")
+    capsys.readouterr()
+
+    assert main(["run"]) == 1
+
+    shown = capsys.readouterr().out
+    failed = [line for line in shown.splitlines() if "FAILED" in line and line.strip().startswith("check")]
+    assert len(failed) == 1
+    assert "source_accepted_values_greenery_events_event_type" in failed[0]
+    assert "on raw/events FAILED: 361 failing row(s)" in failed[0]  # one per checkout in the data
+    funnel = _mart(warehouse / "prod.duckdb", "select sessions from marts.fct_funnel order by step_number")
+    assert funnel.sessions.tolist() == [578, 467, 361]

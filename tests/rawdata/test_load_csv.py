@@ -1,0 +1,114 @@
+import re
+import shutil
+
+import duckdb
+import pandas as pd
+import pytest
+
+from greenery_orchestration.rawdata.load_csv import RawDataError, load_csv_dir
+from greenery_orchestration.rawdata.schema import raw_columns
+
+TABLES = ["addresses", "events", "order_items", "orders", "products", "promos", "users"]
+
+
+@pytest.fixture
+def csv_dir(tmp_path, course_data):
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    for table in TABLES:
+        shutil.copy(course_data / f"{table}.csv", folder / f"{table}.csv")
+    return folder
+
+
+def _load(tmp_path, folder):
+    with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
+        return load_csv_dir(connection, folder)
+
+
+def _raw_counts(tmp_path):
+    with duckdb.connect(str(tmp_path / "prod.duckdb"), read_only=True) as connection:
+        return {t: connection.execute(f"select count(*) from raw.{t}").fetchall()[0][0] for t in TABLES}
+
+
+def test_loads_the_seven_tables_with_declared_types(tmp_path, csv_dir, course_data):
+    counts = _load(tmp_path, csv_dir)
+
+    expected = {t: len(pd.read_csv(course_data / f"{t}.csv")) for t in TABLES}
+    assert counts == expected
+    with duckdb.connect(str(tmp_path / "prod.duckdb"), read_only=True) as connection:
+        described = connection.execute(
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = 'raw' and table_name = 'orders' order by ordinal_position"
+        ).fetchall()
+        first_event_at = connection.execute(
+            "select created_at from raw.events where event_id = '5c357e7e-2b8d-4a59-ae41-816f8e5f45d6'"
+        ).fetchall()[0][0]
+    assert [name for name, _ in described] == list(raw_columns()["orders"])
+    assert dict(described)["created_at"] == "TIMESTAMP"
+    assert dict(described)["order_total"] == "DOUBLE"
+    assert str(first_event_at) == "2021-02-11 23:30:33"
+
+
+def test_timestamps_with_an_offset_become_utc(tmp_path, csv_dir):
+    events = pd.read_csv(csv_dir / "events.csv", dtype=str)
+    events.loc[0, "created_at"] = "2021-02-12T01:30:33+02:00"
+    events.to_csv(csv_dir / "events.csv", index=False)
+
+    _load(tmp_path, csv_dir)
+
+    with duckdb.connect(str(tmp_path / "prod.duckdb"), read_only=True) as connection:
+        (created_at,) = connection.execute(
+            "select created_at from raw.events where event_id = ?", [events.loc[0, "event_id"]]
+        ).fetchall()[0]
+    assert str(created_at) == "2021-02-11 23:30:33"
+
+
+def test_a_bad_value_names_file_column_line_value_and_count_and_loads_nothing(tmp_path, csv_dir):
+    _load(tmp_path, csv_dir)
+    before = _raw_counts(tmp_path)
+    orders = pd.read_csv(csv_dir / "orders.csv", dtype=str)
+    orders.loc[4, "order_total"] = "twelve dollars"
+    orders.loc[9, "order_total"] = "n/a"
+    orders.to_csv(csv_dir / "orders.csv", index=False)
+    pd.read_csv(csv_dir / "users.csv").head(3).to_csv(csv_dir / "users.csv", index=False)
+
+    with pytest.raises(RawDataError) as raised:
+        _load(tmp_path, csv_dir)
+
+    message = str(raised.value)
+    assert "orders.csv" in message
+    assert "order_total" in message
+    assert "2 value(s)" in message
+    assert "line 6" in message  # data row 4 (0-based) sits below the header on line 6
+    assert "'twelve dollars'" in message
+    assert _raw_counts(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda f: f.drop(columns=["zipcode"]), "missing column(s) zipcode"),
+        (lambda f: f.assign(county="x"), "unexpected column(s) county"),
+    ],
+)
+def test_a_wrong_header_is_named(tmp_path, csv_dir, change, expected):
+    change(pd.read_csv(csv_dir / "addresses.csv", dtype=str)).to_csv(csv_dir / "addresses.csv", index=False)
+
+    with pytest.raises(RawDataError, match=re.escape(expected)) as raised:
+        _load(tmp_path, csv_dir)
+    assert "addresses.csv" in str(raised.value)
+
+
+def test_a_missing_file_is_named(tmp_path, csv_dir):
+    (csv_dir / "promos.csv").unlink()
+
+    with pytest.raises(RawDataError, match="promos.csv: file missing"):
+        _load(tmp_path, csv_dir)
+    assert not (tmp_path / "prod.duckdb").exists() or not _has_raw_schema(tmp_path)
+
+
+def _has_raw_schema(tmp_path):
+    with duckdb.connect(str(tmp_path / "prod.duckdb"), read_only=True) as connection:
+        return bool(connection.execute(
+            "select count(*) from information_schema.tables where table_schema = 'raw'"
+        ).fetchall()[0][0])

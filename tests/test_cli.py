@@ -1,0 +1,47 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from greenery_orchestration.cli import main
+
+GREENERY = str(Path(sys.executable).with_name("greenery"))
+
+
+def test_help_lists_every_command():
+    shown = subprocess.run([GREENERY, "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ["load-csv", "sample", "run", "funnel"]:
+        assert command in shown
+    assert "GREENERY_WAREHOUSE_DIR" in shown
+
+
+def test_load_csv_with_a_bad_value_exits_2_naming_the_problem(warehouse, course_data, tmp_path, capsys):
+    folder = tmp_path / "csv"
+    shutil.copytree(course_data, folder)
+    events = pd.read_csv(folder / "events.csv", dtype=str)
+    events.loc[2, "created_at"] = "yesterday"
+    events.to_csv(folder / "events.csv", index=False)
+
+    assert main(["load-csv", str(folder)]) == 2
+
+    error = capsys.readouterr().err
+    assert "events.csv, column created_at: 1 value(s) do not parse as timestamp" in error
+    assert "line 4: 'yesterday'" in error
+    assert "raw tables are unchanged" in error
+
+
+def test_funnel_before_any_run_says_what_to_do(warehouse, capsys):
+    assert main(["funnel"]) == 2
+    assert "greenery sample" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("by", ["step", "product", "day"])
+def test_funnel_prints_each_mart_after_a_run(by, built_course_warehouse, capsys, monkeypatch):
+    monkeypatch.setenv("GREENERY_WAREHOUSE_DIR", str(built_course_warehouse))
+    assert main(["funnel", "--by", by]) == 0
+    shown = capsys.readouterr().out
+    expected = {"step": "| checkout", "product": "Orchid", "day": "2021-02-11"}[by]
+    assert expected in shown
