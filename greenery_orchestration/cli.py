@@ -64,10 +64,20 @@ def run(args) -> int:
 
     ensure_dagster_home()
     _prepare_dbt_manifest()
-    succeeded = run_chain()
+    succeeded = run_chain(allow_stale=args.allow_stale)
     if succeeded:
         _print_funnel("step")
     return 0 if succeeded else 1
+
+
+def docs(args) -> int:
+    from greenery_orchestration.chain.docs import docs_dir, serve  # noqa: PLC0415
+
+    site = docs_dir()
+    if not (site / "index.html").exists():
+        raise UserFacingError(f"no docs published at {site}: run `greenery run` first")
+    serve(site, args.port)
+    return 0
 
 
 def funnel(args) -> int:
@@ -110,7 +120,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="greenery",
         description="Greenery's funnel analytics: load raw data, run the chain, read the funnel.",
         epilog="Environment: GREENERY_WAREHOUSE_DIR (default ./warehouse) holds one DuckDB file "
-        "per environment; DAGSTER_HOME (default ./.dagster) is the Dagster instance.",
+        "per environment; DAGSTER_HOME (default ./.dagster) is the Dagster instance; "
+        "GREENERY_ALERT_URLS lists where alerts go; see the README for the rest.",
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
@@ -130,9 +141,21 @@ def _parser() -> argparse.ArgumentParser:
     command.set_defaults(command=sample)
 
     command = commands.add_parser(
-        "run", help="materialize every asset once, in this process, and print the funnel"
+        "run",
+        help="run the production chain once, in this process, and print the funnel",
+        description="Run greenery_production (freshness gate, PII masking, snapshot, build) and then "
+        "greenery_docs_and_clone (docs, clones of prod), as the schedule would, alerting the same way.",
+    )
+    command.add_argument(
+        "--allow-stale",
+        action="store_true",
+        help="report raw data past its freshness error threshold as a warning and build anyway",
     )
     command.set_defaults(command=run)
+
+    command = commands.add_parser("docs", help="serve the published dbt docs on 127.0.0.1")
+    command.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    command.set_defaults(command=docs)
 
     command = commands.add_parser("funnel", help="print the funnel marts as tables")
     command.add_argument(

@@ -2,20 +2,45 @@
 
 import dagster as dg
 
-from greenery_orchestration.assets.dbt import greenery_dbt_models
-from greenery_orchestration.assets.sources import raw_source_specs
-from greenery_orchestration.jobs import greenery_production
+from greenery_orchestration.assets.dbt import greenery_models, greenery_snapshots
+from greenery_orchestration.assets.sources import raw_source_specs, source_freshness_gate
+from greenery_orchestration.chain.clone import environment_clones
+from greenery_orchestration.chain.docs import dbt_docs
+from greenery_orchestration.chain.masking import pii_masking
+from greenery_orchestration.jobs import greenery_docs_and_clone, greenery_production
 from greenery_orchestration.progress import progress_logger
 from greenery_orchestration.project import dbt_resource
+from greenery_orchestration.schedules import production_schedule
+from greenery_orchestration.sensors import (
+    alert_on_failed_run,
+    alert_on_warnings,
+    docs_and_clone_after_production,
+    raw_freshness_sensor,
+)
 from greenery_orchestration.warehouse import duckdb_resource
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    # Resources are built when the code location loads, so they follow its environment.
+    # Built when the code location loads, so resources and schedule follow its environment.
     return dg.Definitions(
-        assets=[*raw_source_specs(), greenery_dbt_models],
-        jobs=[greenery_production],
+        assets=[
+            *raw_source_specs(),
+            pii_masking,
+            greenery_snapshots,
+            greenery_models,
+            dbt_docs,
+            *environment_clones,
+        ],
+        asset_checks=[source_freshness_gate()],
+        jobs=[greenery_production, greenery_docs_and_clone],
+        schedules=[production_schedule()],
+        sensors=[
+            docs_and_clone_after_production,
+            alert_on_failed_run,
+            alert_on_warnings,
+            raw_freshness_sensor,
+        ],
         resources={"dbt": dbt_resource(), "warehouse": duckdb_resource()},
         loggers={"progress": progress_logger},
     )

@@ -1,13 +1,24 @@
-"""The jobs a schedule, a sensor or a person launches."""
+"""The two jobs of the production chain."""
 
 import dagster as dg
 
-from greenery_orchestration.assets.dbt import greenery_dbt_models
+from greenery_orchestration.assets.dbt import greenery_models, greenery_snapshots
+from greenery_orchestration.chain.clone import environment_clones
+from greenery_orchestration.chain.docs import dbt_docs
+from greenery_orchestration.chain.masking import pii_masking
+
+RAW_TABLES = [key for key in greenery_models.dependency_keys if key.path[0] == "raw"]
 
 greenery_production = dg.define_asset_job(
     "greenery_production",
-    # The dbt tests on the raw sources are checks of the raw assets: select them too.
-    selection=dg.AssetSelection.assets(greenery_dbt_models)
-    | dg.AssetSelection.checks_for_assets(*greenery_dbt_models.dependency_keys),
-    description="Snapshot the orders and build every dbt model with its tests.",
+    # The freshness gate and the dbt tests on raw tables are checks of the raw assets.
+    selection=dg.AssetSelection.assets(pii_masking, greenery_snapshots, greenery_models)
+    | dg.AssetSelection.checks_for_assets(*RAW_TABLES),
+    description="Freshness gate, PII masking, orders snapshot, then every dbt model with its tests.",
+)
+
+greenery_docs_and_clone = dg.define_asset_job(
+    "greenery_docs_and_clone",
+    selection=dg.AssetSelection.assets(dbt_docs, *environment_clones),
+    description="Publish the dbt docs, then clone prod to the other environments (PII masked).",
 )

@@ -1,6 +1,11 @@
-"""Every dbt model and snapshot as an asset, every dbt test as an asset check."""
+"""Every dbt model and snapshot as an asset, every dbt test as a blocking asset check.
+
+The snapshot and the models are two steps, so a run shows the analysts' order: the PII masking,
+then the orders snapshot, then the build of the models.
+"""
 
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -11,6 +16,12 @@ from greenery_orchestration import funnel
 from greenery_orchestration.project import greenery_project
 
 WAREHOUSE_POOL = "warehouse"
+PII_MASKING_KEY = dg.AssetKey(["governance", "pii_masking"])
+ORDERS_SNAPSHOT_KEY = dg.AssetKey(["snapshots", "orders_snapshot"])
+
+# The schedule runs every 3 hours by day and pauses 9 hours at night: a mart older than one
+# missed run warns, older than the night plus a missed run fails.
+MART_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=12), warn_window=timedelta(hours=4))
 
 # Marts whose materialization carries the funnel itself, by how funnel.read_funnel reads them.
 FUNNEL_REPORTS = {
@@ -20,38 +31,81 @@ FUNNEL_REPORTS = {
 
 
 class GreeneryTranslator(DagsterDbtTranslator):
-    """Keys mirror the warehouse: `marts/fct_funnel`, and `raw/events` for the sources."""
+    """Keys mirror the warehouse (`marts/fct_funnel`, `raw/events`); the chain's order is lineage."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
             return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
         return super().get_asset_key(dbt_resource_props)
 
+    def get_asset_spec(self, manifest, unique_id, project) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        # Whatever reads a raw table waits for the masking step; the models that do also wait
+        # for the snapshot, so a run masks, snapshots and then builds.
+        if any(parent.startswith("source.") for parent in props.get("depends_on", {}).get("nodes", [])):
+            extra = [PII_MASKING_KEY] if props["resource_type"] == "snapshot" else [PII_MASKING_KEY, ORDERS_SNAPSHOT_KEY]
+            spec = spec.merge_attributes(deps=extra)
+        if spec.key.path[0] == "marts":
+            spec = spec.replace_attributes(freshness_policy=MART_FRESHNESS)
+        return spec
+
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project) -> dg.AssetCheckSpec | None:
+        check_spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        # A failed test fails the step and, through the job, everything after it.
+        return check_spec._replace(blocking=True) if check_spec else None
+
+
+# The dbt tests on raw tables are checks of the raw assets, run with the models: declaring them
+# on the snapshot's step as well would define each check twice.
+MODELS_TRANSLATOR = GreeneryTranslator(DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True))
+SNAPSHOTS_TRANSLATOR = GreeneryTranslator()
+
 
 @dbt_assets(
     manifest=greenery_project.manifest_path,
     project=greenery_project,
-    dagster_dbt_translator=GreeneryTranslator(
-        DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True)
-    ),
+    select="resource_type:snapshot",
+    dagster_dbt_translator=SNAPSHOTS_TRANSLATOR,
     pool=WAREHOUSE_POOL,
 )
-def greenery_dbt_models(
+def greenery_snapshots(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator:
+    yield from _dbt_build(context, dbt)
+
+
+@dbt_assets(
+    manifest=greenery_project.manifest_path,
+    project=greenery_project,
+    exclude="resource_type:snapshot",
+    dagster_dbt_translator=MODELS_TRANSLATOR,
+    pool=WAREHOUSE_POOL,
+)
+def greenery_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource
 ) -> Iterator:
-    # dagster-dbt 0.29 reads `context.op`, deprecated on AssetExecutionContext: hand it the
-    # op context it wants, so every run stays free of deprecation warnings.
-    invocation = dbt.cli(["build"], context=context.op_execution_context, raise_on_error=False)
     # dbt holds the warehouse's only write lock until it exits: report the funnel after that.
     held_back = []
-    for event in invocation.stream():
+    for event in _dbt_build(context, dbt):
         if isinstance(event, dg.Output) and context.asset_key_for_output(event.output_name) in FUNNEL_REPORTS:
             held_back.append(event)
         else:
             yield event
     for output in held_back:
         yield output.with_metadata({**output.metadata, **_funnel_metadata(context, warehouse, output)})
-    if not invocation.is_successful():
+
+
+def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator:
+    """`dbt build` of the selection; a dbt error that is not a failed test fails the step."""
+    # dagster-dbt 0.29 reads `context.op`, deprecated on AssetExecutionContext: hand it the
+    # op context it wants, so every run stays free of deprecation warnings.
+    invocation = dbt.cli(["build"], context=context.op_execution_context, raise_on_error=False)
+    failed_checks = 0
+    for event in invocation.stream():
+        if isinstance(event, dg.AssetCheckResult) and not event.passed:
+            failed_checks += 1
+        yield event
+    # Failed blocking checks fail the step with a message that names them; other errors here.
+    if not invocation.is_successful() and not failed_checks:
         raise invocation.get_error()
 
 

@@ -1,20 +1,43 @@
-"""The seven raw tables, loaded outside Dagster, as external assets the models depend on."""
+"""The raw tables, loaded outside Dagster, and the freshness gate in front of everything else."""
+
+from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
+from dagster_dbt import DbtCliResource
 from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
-from greenery_orchestration.assets.dbt import greenery_dbt_models
+from greenery_orchestration.assets.dbt import WAREHOUSE_POOL, greenery_models
 
 RAW_GROUP = "raw"
+FRESHNESS_CHECK = "source_freshness"
+
+
+def raw_manifest() -> tuple[dict, Any, Any]:
+    return get_manifest_and_translator_from_dbt_assets([greenery_models])
 
 
 def raw_source_specs() -> list[dg.AssetSpec]:
     """One spec per dbt source table, keyed as the models see it, documented from the dbt YAML."""
-    manifest, translator, project = get_manifest_and_translator_from_dbt_assets([greenery_dbt_models])
+    manifest, translator, project = raw_manifest()
     return [
         _as_raw_table(translator.get_asset_spec(manifest, unique_id, project))
         for unique_id in manifest["sources"]
     ]
+
+
+def freshness_criteria() -> dict[dg.AssetKey, dict]:
+    """{raw asset key: the source's dbt freshness config}, for the sources that declare one."""
+    manifest, translator, _ = raw_manifest()
+    return {
+        translator.get_asset_key(source): {
+            "loaded_at_field": source["loaded_at_field"],
+            "relation_name": source["relation_name"],
+            **source["freshness"],
+        }
+        for source in manifest["sources"].values()
+        if source.get("loaded_at_field") and (source.get("freshness") or {}).get("error_after", {}).get("count")
+    }
 
 
 def _as_raw_table(spec: dg.AssetSpec) -> dg.AssetSpec:
@@ -26,3 +49,66 @@ def _as_raw_table(spec: dg.AssetSpec) -> dg.AssetSpec:
         metadata=metadata,
         owners=["team:data-platform"],
     )
+
+
+class FreshnessGateConfig(dg.Config):
+    allow_stale: bool = False
+    """Report sources past their error threshold as a warning and let the chain go on."""
+
+
+def source_freshness_gate() -> dg.AssetChecksDefinition:
+    """`dbt source freshness` as a blocking check on every raw source with thresholds."""
+    specs = [
+        dg.AssetCheckSpec(
+            FRESHNESS_CHECK,
+            asset=key,
+            blocking=True,
+            description="The newest row is within the source's dbt freshness thresholds.",
+        )
+        for key in freshness_criteria()
+    ]
+
+    @dg.multi_asset_check(specs=specs, name="source_freshness_gate", pool=WAREHOUSE_POOL)
+    def _gate(context: dg.AssetCheckExecutionContext, config: FreshnessGateConfig, dbt: DbtCliResource):
+        invocation = dbt.cli(["source", "freshness"], raise_on_error=False).wait()
+        results = invocation.get_artifact("sources.json")["results"]
+        by_key = {dg.AssetKey(["raw", r["unique_id"].split(".")[-1]]): r for r in results}
+        for spec in specs:
+            yield _freshness_result(spec.asset_key, by_key.get(spec.asset_key), config.allow_stale)
+
+    return _gate
+
+
+def _freshness_result(key: dg.AssetKey, result: dict | None, allow_stale: bool) -> dg.AssetCheckResult:
+    if result is None or result["status"] == "runtime error":
+        message = (result or {}).get("error") or "dbt source freshness returned no result"
+        return dg.AssetCheckResult(
+            asset_key=key, check_name=FRESHNESS_CHECK, passed=False,
+            severity=dg.AssetCheckSeverity.ERROR, metadata={"error": message},
+        )
+    status = result["status"]
+    stale = status == "error"
+    severity = dg.AssetCheckSeverity.WARN if (status == "warn" or allow_stale) else dg.AssetCheckSeverity.ERROR
+    criteria = result["criteria"]
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=FRESHNESS_CHECK,
+        passed=status == "pass",
+        severity=severity,
+        description=None if status == "pass" else f"{key.to_user_string()} is {'stale' if stale else 'getting stale'}",
+        metadata={
+            "status": status,
+            "max_loaded_at": result["max_loaded_at"],
+            "age_hours": round(result["max_loaded_at_time_ago_in_s"] / 3600, 1),
+            "warn_after": _threshold(criteria.get("warn_after")),
+            "error_after": _threshold(criteria.get("error_after")),
+            "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **({"allowed_stale": True} if stale and allow_stale else {}),
+        },
+    )
+
+
+def _threshold(criterion: dict | None) -> str:
+    if not criterion or not criterion.get("count"):
+        return "none"
+    return f"{criterion['count']} {criterion['period']}(s)"

@@ -1,0 +1,106 @@
+"""Alerts: what went wrong, where, by how much, and a link to the run, sent to GREENERY_ALERT_URLS.
+
+GREENERY_ALERT_URLS is a comma-separated list of apprise URLs (slack://…, msteams://…,
+mailto://…, json://host:port/path), so a team picks its channels without code changes.
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+
+import dagster as dg
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Alert:
+    level: str  # "failure", "warning" or "success" (a recovery)
+    title: str
+    body: str
+
+
+def alert_urls() -> list[str]:
+    return [url.strip() for url in os.environ.get("GREENERY_ALERT_URLS", "").split(",") if url.strip()]
+
+
+def ui_url() -> str:
+    return os.environ.get("GREENERY_UI_URL", "http://127.0.0.1:3000").rstrip("/")
+
+
+def send(alert: Alert) -> bool:
+    """Deliver to every configured URL; True when all took it. URLs are never logged: they hold tokens."""
+    import apprise  # noqa: PLC0415 - loads every notification plugin; only needed to send
+
+    urls = alert_urls()
+    if not urls:
+        logger.warning("No GREENERY_ALERT_URLS set; alert not sent: %s", alert.title)
+        return False
+    notifier = apprise.Apprise()
+    for url in urls:
+        notifier.add(url)
+    delivered = bool(notifier.notify(title=alert.title, body=alert.body, notify_type=alert.level))
+    if not delivered:
+        logger.error("Alert not delivered to every GREENERY_ALERT_URLS target: %s", alert.title)
+    return delivered
+
+
+def run_alert(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Alert | None:
+    """The alert a finished run calls for: its failure, or the checks that warned; else None."""
+    failed_checks = [_check_line(e) for e in _failed_check_evaluations(instance, run.run_id)]
+    link = f"{ui_url()}/runs/{run.run_id}"
+    if run.status == dg.DagsterRunStatus.FAILURE:
+        lines = [f"Run {run.run_id[:8]} of {run.job_name} failed.", *_step_failures(instance, run.run_id), *failed_checks]
+        return Alert("failure", f"[greenery] {run.job_name} failed", "\n".join([*lines, f"Run: {link}"]))
+    if failed_checks:
+        lines = [f"Run {run.run_id[:8]} of {run.job_name} succeeded with warnings.", *failed_checks]
+        return Alert("warning", f"[greenery] {run.job_name} warning", "\n".join([*lines, f"Run: {link}"]))
+    return None
+
+
+def freshness_alert(source: dg.AssetKey, stale: bool, observed: str, threshold: str) -> Alert:
+    name = source.to_user_string()
+    if stale:
+        return Alert(
+            "failure",
+            f"[greenery] {name} is stale",
+            f"Source {name}: newest row is {observed} old, past its error threshold of {threshold}.\n"
+            f"Asset: {ui_url()}/assets/{name}",
+        )
+    return Alert(
+        "success",
+        f"[greenery] {name} is fresh again",
+        f"Source {name}: newest row is {observed} old, within {threshold}.\nAsset: {ui_url()}/assets/{name}",
+    )
+
+
+def _failed_check_evaluations(instance: dg.DagsterInstance, run_id: str) -> list:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    evaluations = [r.event_log_entry.dagster_event.asset_check_evaluation_data for r in records]
+    return [e for e in evaluations if not e.passed]
+
+
+def _check_line(evaluation) -> str:
+    metadata = {key: value.value for key, value in evaluation.metadata.items()}
+    severity = evaluation.severity.value if evaluation.severity else "ERROR"
+    if "age_hours" in metadata:
+        observed = f"newest row {metadata['age_hours']} h old (at {metadata.get('max_loaded_at')}), "
+        observed += f"threshold: warn after {metadata.get('warn_after')}, error after {metadata.get('error_after')}"
+    elif "dagster_dbt/failed_row_count" in metadata:
+        observed = f"{metadata['dagster_dbt/failed_row_count']} failing row(s), threshold 0"
+    else:
+        observed = str(metadata.get("error", "failed"))
+    return f"- {severity} check {evaluation.check_name} on {evaluation.asset_key.to_user_string()}: {observed}"
+
+
+def _step_failures(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    lines = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        error = event.step_failure_data.error
+        while error and error.cause and error.cls_name == "DagsterExecutionStepExecutionError":
+            error = error.cause
+        message = error.message.strip().splitlines()[0] if error and error.message.strip() else "failed"
+        lines.append(f"- step {event.step_key}: {message}")
+    return lines

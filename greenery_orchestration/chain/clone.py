@@ -1,0 +1,95 @@
+"""Clone prod to the other environments, with every declared PII column masked."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from greenery_orchestration.assets.dbt import WAREHOUSE_POOL
+from greenery_orchestration.assets.sources import raw_manifest
+from greenery_orchestration.chain.docs import DBT_DOCS_KEY
+from greenery_orchestration.chain.masking import masking_salt, pii_columns
+from greenery_orchestration.settings import PROD, duckdb_path, warehouse_dir
+
+ENVIRONMENTS = ["dev", "ci"]
+
+
+def clone_duckdb(prod: Path, target: Path, pii: dict[str, list[str]], salt: str) -> dict[str, int]:
+    """Copy every table and view of `prod` into a new file at `target`, as tables, masking the
+    declared PII columns with a salted SHA-256. The file is written beside `target` and moved
+    over it at the end, so a reader sees the old clone or the new one, never half of one.
+    Returns the rows copied per relation.
+    """
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    copied = {}
+    with duckdb.connect(str(partial)) as connection:
+        connection.execute("attach ? as prod (read_only)", [str(prod)])
+        relations = connection.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_catalog = 'prod' order by all"
+        ).fetchall()
+        for schema in sorted({schema for schema, _ in relations}):
+            connection.execute(f'create schema if not exists "{schema}"')
+        for schema, name in relations:
+            masked = set(pii.get(f"{schema}.{name}", []))
+            columns = [
+                _masked(column, salt) if column in masked else f'"{column}"'
+                for (column,) in connection.execute(
+                    "select column_name from information_schema.columns where table_catalog = 'prod' "
+                    "and table_schema = ? and table_name = ? order by ordinal_position",
+                    [schema, name],
+                ).fetchall()
+            ]
+            connection.execute(
+                f'create table "{schema}"."{name}" as select {", ".join(columns)} from prod."{schema}"."{name}"'
+            )
+            copied[f"{schema}.{name}"] = connection.execute(
+                f'select count(*) from "{schema}"."{name}"'
+            ).fetchall()[0][0]
+        connection.execute("detach prod")
+    Path(f"{target}.wal").unlink(missing_ok=True)
+    os.replace(partial, target)
+    return copied
+
+
+def _masked(column: str, salt: str) -> str:
+    escaped = salt.replace("'", "''")
+    return f"'masked_' || left(sha256('{escaped}' || cast(\"{column}\" as varchar)), 16) as \"{column}\""
+
+
+def snowflake_clone_sql(prod_database: str, environment_database: str, role: str) -> list[str]:
+    """Zero-copy clone of prod, readable by the environment's role; policies travel with it."""
+    return [
+        f"create or replace database {environment_database} clone {prod_database}",
+        f"grant usage on database {environment_database} to role {role}",
+        f"grant usage on all schemas in database {environment_database} to role {role}",
+        f"grant select on all tables in database {environment_database} to role {role}",
+        f"grant select on all views in database {environment_database} to role {role}",
+    ]
+
+
+def environment_clone(environment: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["environments", environment],
+        deps=[DBT_DOCS_KEY],
+        group_name="environments",
+        kinds={"duckdb"},
+        owners=["team:data-platform"],
+        pool=WAREHOUSE_POOL,
+        description=f"`{environment}.duckdb`: a copy of prod with every declared PII column masked.",
+    )
+    def _clone(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        manifest, _, _ = raw_manifest()
+        target = duckdb_path(environment)
+        copied = clone_duckdb(duckdb_path(PROD), target, pii_columns(manifest), masking_salt(warehouse_dir()))
+        context.log.info(f"Cloned {len(copied)} relations from prod into {target}, PII masked")
+        return dg.MaterializeResult(
+            metadata={"path": str(target), "relations": len(copied), "rows": sum(copied.values())}
+        )
+
+    return _clone
+
+
+environment_clones = [environment_clone(environment) for environment in ENVIRONMENTS]

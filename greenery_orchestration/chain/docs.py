@@ -1,0 +1,67 @@
+"""The dbt docs as a static site, published to a folder and served on 127.0.0.1."""
+
+import functools
+import http.server
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from greenery_orchestration.assets.dbt import WAREHOUSE_POOL, greenery_models, greenery_snapshots
+
+DBT_DOCS_KEY = dg.AssetKey(["docs", "dbt_docs"])
+# The docs come after the last layer of the build: the marts and the snapshot.
+DOCUMENTED_AFTER = [
+    key for key in [*greenery_models.keys, *greenery_snapshots.keys] if key.path[0] in ("marts", "snapshots")
+]
+
+
+def docs_dir() -> Path:
+    return Path(os.environ.get("GREENERY_DOCS_DIR", "docs-site")).resolve()
+
+
+def publish(generated: Path, site: Path) -> list[str]:
+    """Replace `site` with the generated docs in one rename, so readers never see half a site."""
+    staging = site.with_name(site.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copy(generated / "static_index.html", staging / "index.html")
+    for artifact in ["manifest.json", "catalog.json"]:
+        shutil.copy(generated / artifact, staging / artifact)
+    retired = site.with_name(site.name + ".old")
+    shutil.rmtree(retired, ignore_errors=True)
+    if site.exists():
+        site.rename(retired)
+    staging.rename(site)
+    shutil.rmtree(retired, ignore_errors=True)
+    return sorted(path.name for path in site.iterdir())
+
+
+@dg.asset(
+    key=DBT_DOCS_KEY,
+    deps=DOCUMENTED_AFTER,
+    group_name="docs",
+    kinds={"dbt"},
+    owners=["team:analytics-engineering"],
+    pool=WAREHOUSE_POOL,
+    description="The dbt docs as one static page, published to GREENERY_DOCS_DIR (`greenery docs` serves it).",
+)
+def dbt_docs(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> dg.MaterializeResult:
+    invocation = dbt.cli(["docs", "generate", "--static"]).wait()
+    site = docs_dir()
+    files = publish(invocation.target_path, site)
+    context.log.info(f"Published the dbt docs to {site}")
+    return dg.MaterializeResult(metadata={"path": str(site), "files": files})
+
+
+def serve(site: Path, port: int) -> None:
+    """Serve the published site on 127.0.0.1 until interrupted."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        print(f"Serving the dbt docs from {site} on http://127.0.0.1:{port}/ (Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass

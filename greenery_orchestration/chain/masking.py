@@ -1,0 +1,59 @@
+"""PII masking, from the `meta: {pii: true}` declarations in the dbt YAML (and nowhere else)."""
+
+import os
+import secrets
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from greenery_orchestration.assets.dbt import PII_MASKING_KEY, WAREHOUSE_POOL
+from greenery_orchestration.assets.sources import raw_manifest
+
+
+def pii_columns(manifest: dict) -> dict[str, list[str]]:
+    """{"schema.relation": [PII columns]} for every source, model and snapshot that declares any."""
+    found = {}
+    for node in [*manifest["sources"].values(), *manifest["nodes"].values()]:
+        if node["resource_type"] not in ("source", "model", "snapshot"):
+            continue
+        columns = [
+            name for name, column in node["columns"].items()
+            if (column.get("config", {}).get("meta") or column.get("meta") or {}).get("pii")
+        ]
+        if columns:
+            relation = node["identifier"] if node["resource_type"] == "source" else node["alias"]
+            found[f"{node['schema']}.{relation}"] = columns
+    return found
+
+
+def masking_salt(warehouse_dir: Path) -> str:
+    """GREENERY_MASKING_SALT, else a random salt kept beside the warehouse (never printed)."""
+    if os.environ.get("GREENERY_MASKING_SALT"):
+        return os.environ["GREENERY_MASKING_SALT"]
+    salt_file = warehouse_dir / ".masking_salt"
+    if not salt_file.exists():
+        salt_file.write_text(secrets.token_hex(16))
+        salt_file.chmod(0o600)
+    return salt_file.read_text().strip()
+
+
+@dg.asset(
+    key=PII_MASKING_KEY,
+    # After every raw table, so the freshness gate on any of them holds it back.
+    deps=[dg.AssetKey(["raw", t]) for t in ["addresses", "events", "order_items", "orders", "products", "promos", "users"]],
+    group_name="governance",
+    kinds={"dbt"},
+    owners=["team:data-platform"],
+    pool=WAREHOUSE_POOL,
+    description="Masking policies on every PII column declared in the dbt YAML (Snowflake); "
+    "on DuckDB, prod keeps clear values and the environment clones are masked instead.",
+)
+def pii_masking(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> dg.MaterializeResult:
+    dbt.cli(["run-operation", "apply_pii_masking"]).wait()
+    manifest, _, _ = raw_manifest()
+    declared = pii_columns(manifest)
+    context.log.info(f"PII columns declared: {sum(map(len, declared.values()))} in {len(declared)} relations")
+    return dg.MaterializeResult(
+        metadata={"pii_columns": dg.MetadataValue.json(declared), "relations": len(declared)}
+    )

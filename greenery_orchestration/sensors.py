@@ -1,0 +1,97 @@
+"""What happens between and after runs: the second job, alerts, and raw-data freshness."""
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from greenery_orchestration import alerts
+from greenery_orchestration.assets.sources import freshness_criteria
+from greenery_orchestration.jobs import greenery_docs_and_clone, greenery_production
+from greenery_orchestration.warehouse import WarehouseBusy, newest_loaded_at
+
+CHAIN_JOBS = [greenery_production, greenery_docs_and_clone]
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[greenery_production],
+    request_job=greenery_docs_and_clone,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After every successful production run: publish the docs and clone prod.",
+)
+def docs_and_clone_after_production(context: dg.RunStatusSensorContext) -> dg.RunRequest:
+    return dg.RunRequest(run_key=context.dagster_run.run_id, tags={"greenery/after_run": context.dagster_run.run_id})
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=CHAIN_JOBS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alert on a failed run of either job, naming its failed steps and checks.",
+)
+def alert_on_failed_run(context: dg.RunFailureSensorContext) -> None:
+    alert = alerts.run_alert(context.instance, context.dagster_run)
+    if alert:
+        alerts.send(alert)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=CHAIN_JOBS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alert on a successful run whose checks warned (a run-failure sensor never sees them).",
+)
+def alert_on_warnings(context: dg.RunStatusSensorContext) -> None:
+    alert = alerts.run_alert(context.instance, context.dagster_run)
+    if alert:
+        alerts.send(alert)
+
+
+def _interval() -> int:
+    return int(os.environ.get("GREENERY_FRESHNESS_SENSOR_SECONDS", "600"))
+
+
+@dg.sensor(
+    minimum_interval_seconds=_interval(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Newest row of each raw source with dbt freshness thresholds; alerts once when a "
+    "source goes stale and once when it recovers.",
+)
+def raw_freshness_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    criteria = freshness_criteria()
+    try:
+        newest = newest_loaded_at(criteria)
+    except WarehouseBusy as busy:
+        return dg.SkipReason(f"warehouse busy, trying again next tick: {busy}")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    was_stale = json.loads(context.cursor) if context.cursor else {}
+    is_stale, observations = {}, []
+    for key, criterion in criteria.items():
+        limit = _as_timedelta(criterion["error_after"])
+        age = now - newest[key] if newest[key] else None
+        name = key.to_user_string()
+        is_stale[name] = age is None or age > limit
+        observed = "no rows" if age is None else _hours(age)
+        if is_stale[name] != was_stale.get(name, False):
+            alerts.send(alerts.freshness_alert(key, is_stale[name], observed, _hours(limit)))
+        observations.append(
+            dg.AssetObservation(
+                asset_key=key,
+                metadata={
+                    "newest_row_at": str(newest[key]),
+                    "age_hours": None if age is None else round(age / timedelta(hours=1), 1),
+                    "error_after_hours": round(limit / timedelta(hours=1), 1),
+                    "stale": is_stale[name],
+                },
+            )
+        )
+    return dg.SensorResult(asset_events=observations, cursor=json.dumps(is_stale))
+
+
+def _as_timedelta(criterion: dict) -> timedelta:
+    return timedelta(**{f"{criterion['period']}s": criterion["count"]})
+
+
+def _hours(age: timedelta) -> str:
+    return f"{age / timedelta(hours=1):.1f} h"
