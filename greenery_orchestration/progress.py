@@ -33,8 +33,10 @@ def _line(event: dg.DagsterEvent, meta: dict) -> str | None:
         if evaluation.passed:
             return None
         failed_rows = evaluation.metadata.get("dagster_dbt/failed_row_count")
-        rows = f": {failed_rows.value} failing row(s)" if failed_rows else ""
-        return f"    check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} FAILED{rows}"
+        age = evaluation.metadata.get("age_hours")
+        detail = f": {failed_rows.value} failing row(s)" if failed_rows else f": newest row {age.value} h old" if age else ""
+        outcome = "WARNED" if evaluation.severity == dg.AssetCheckSeverity.WARN else "FAILED"
+        return f"    check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} {outcome}{detail}"
     template = _LINES.get(event.event_type)
     if template is None:
         return None

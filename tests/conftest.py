@@ -1,7 +1,11 @@
 """Shared fixtures: a throwaway Dagster instance and warehouse per test, the real course data."""
 
+import json
 import os
 import shutil
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -35,6 +39,7 @@ def warehouse(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "warehouse"
     folder.mkdir()
     monkeypatch.setenv("GREENERY_WAREHOUSE_DIR", str(folder))
+    monkeypatch.setenv("GREENERY_DOCS_DIR", str(tmp_path / "docs-site"))
     return folder
 
 
@@ -45,14 +50,69 @@ def course_data() -> Path:
     return COURSE_DATA
 
 
+class AlertInbox:
+    """A webhook receiver on 127.0.0.1: every JSON body posted to it, in order."""
+
+    def __init__(self):
+        self.received: list[dict] = []
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                inbox.received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"json://127.0.0.1:{self.server.server_port}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def titles(self) -> list[str]:
+        return [alert["title"] for alert in self.received]
+
+
+@pytest.fixture
+def alert_inbox(monkeypatch):
+    """GREENERY_ALERT_URLS pointed at a real HTTP server of this test's own."""
+    inbox = AlertInbox()
+    monkeypatch.setenv("GREENERY_ALERT_URLS", inbox.url)
+    yield inbox
+    inbox.server.shutdown()
+    inbox.server.server_close()
+
+
+@dataclass
+class CourseRun:
+    warehouse: Path
+    alerts: AlertInbox
+    dagster_home: Path
+
+    def instance(self):
+        import dagster as dg
+
+        return dg.DagsterInstance.from_config(str(self.dagster_home))
+
+
 @pytest.fixture(scope="session")
-def built_course_warehouse(course_data, tmp_path_factory) -> Path:
-    """A warehouse folder with the course data loaded and `greenery run` done, once a session."""
+def course_run(course_data, tmp_path_factory) -> CourseRun:
+    """The course data loaded and `greenery run --allow-stale` done, once a session."""
     from greenery_orchestration.cli import main
 
     folder = tmp_path_factory.mktemp("course_warehouse")
+    home = tmp_path_factory.mktemp("course_dagster_home")
+    shutil.copy(REPO_DIR / "dagster.yaml", home / "dagster.yaml")
+    inbox = AlertInbox()
     with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(home))  # its own instance: other tests' runs stay out
         patch.setenv("GREENERY_WAREHOUSE_DIR", str(folder))
+        patch.setenv("GREENERY_DOCS_DIR", str(folder / "docs-site"))
+        patch.setenv("GREENERY_ALERT_URLS", inbox.url)
         assert main(["load-csv", str(course_data)]) == 0
-        assert main(["run"]) == 0
-    return folder
+        assert main(["run", "--allow-stale"]) == 0  # the course data ends in February 2021
+    yield CourseRun(folder, inbox, home)
+    inbox.server.shutdown()
+    inbox.server.server_close()

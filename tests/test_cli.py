@@ -39,8 +39,8 @@ def test_funnel_before_any_run_says_what_to_do(warehouse, capsys):
 
 
 @pytest.mark.parametrize("by", ["step", "product", "day"])
-def test_funnel_prints_each_mart_after_a_run(by, built_course_warehouse, capsys, monkeypatch):
-    monkeypatch.setenv("GREENERY_WAREHOUSE_DIR", str(built_course_warehouse))
+def test_funnel_prints_each_mart_after_a_run(by, course_run, capsys, monkeypatch):
+    monkeypatch.setenv("GREENERY_WAREHOUSE_DIR", str(course_run.warehouse))
     assert main(["funnel", "--by", by]) == 0
     shown = capsys.readouterr().out
     expected = {"step": "| checkout", "product": "Orchid", "day": "2021-02-11"}[by]

@@ -23,6 +23,17 @@ def clone_duckdb(prod: Path, target: Path, pii: dict[str, list[str]], salt: str)
     """
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
+    try:
+        copied = _copy_masked(prod, partial, pii, salt)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    Path(f"{target}.wal").unlink(missing_ok=True)
+    os.replace(partial, target)
+    return copied
+
+
+def _copy_masked(prod: Path, partial: Path, pii: dict[str, list[str]], salt: str) -> dict[str, int]:
     copied = {}
     with duckdb.connect(str(partial)) as connection:
         connection.execute("attach ? as prod (read_only)", [str(prod)])
@@ -49,8 +60,6 @@ def clone_duckdb(prod: Path, target: Path, pii: dict[str, list[str]], salt: str)
                 f'select count(*) from "{schema}"."{name}"'
             ).fetchall()[0][0]
         connection.execute("detach prod")
-    Path(f"{target}.wal").unlink(missing_ok=True)
-    os.replace(partial, target)
     return copied
 
 

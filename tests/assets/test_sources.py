@@ -1,0 +1,44 @@
+"""The freshness gate: stale raw data stops the chain before masking, with an alert."""
+
+import dagster as dg
+import duckdb
+
+from greenery_orchestration.cli import main
+
+
+def test_stale_raw_data_stops_the_chain_before_masking_and_alerts(warehouse, course_data, alert_inbox, capsys):
+    assert main(["load-csv", str(course_data)]) == 0
+
+    assert main(["run"]) == 1
+
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs(dg.RunsFilter(job_name="greenery_production"), limit=1)
+        materialized = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    assert materialized == []  # no masking, no snapshot, no model
+    with duckdb.connect(str(warehouse / "prod.duckdb"), read_only=True) as connection:
+        schemas = {s for (s,) in connection.execute("select distinct table_schema from information_schema.tables").fetchall()}
+    assert schemas == {"raw"}
+
+    shown = capsys.readouterr().out
+    assert "check source_freshness on raw/events FAILED: newest row" in shown
+    (alert,) = alert_inbox.received
+    assert alert["type"] == "failure"
+    assert alert["title"] == "[greenery] greenery_production failed"
+    for expected in [
+        "ERROR check source_freshness on raw/events: newest row",
+        "(at 2021-02-12 08:55:36)",  # the newest event of the course data
+        "threshold: warn after 12 hour(s), error after 24 hour(s)",
+        "ERROR check source_freshness on raw/orders",
+        f"/runs/{run.run_id}",
+    ]:
+        assert expected in alert["message"]
+
+
+def test_allow_stale_builds_and_alerts_a_warning(course_run):
+    (alert,) = [a for a in course_run.alerts.received if "greenery_production" in a["title"]]
+    assert alert["type"] == "warning"
+    assert "succeeded with warnings" in alert["message"]
+    assert "WARN check source_freshness on raw/events" in alert["message"]
+    assert (course_run.warehouse / "prod.duckdb").exists()
+    assert (course_run.warehouse / "dev.duckdb").exists()
