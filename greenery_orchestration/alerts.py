@@ -6,6 +6,7 @@ mailto://…, json://host:port/path), so a team picks its channels without code 
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 
 import dagster as dg
@@ -95,12 +96,17 @@ def _check_line(evaluation) -> str:
 
 def _step_failures(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
-    lines = []
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        error = event.step_failure_data.error
-        while error and error.cause and error.cls_name == "DagsterExecutionStepExecutionError":
-            error = error.cause
-        message = error.message.strip().splitlines()[0] if error and error.message.strip() else "failed"
-        lines.append(f"- step {event.step_key}: {message}")
-    return lines
+    return [
+        f"- step {event.step_key}: {error_summary(event.step_failure_data.error)}"
+        for event in (record.event_log_entry.dagster_event for record in records)
+    ]
+
+
+def error_summary(error) -> str:
+    """The first line of what went wrong inside Dagster's wrapping, without the class path."""
+    while error is not None and error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+        error = error.cause
+    if error is None or not error.message.strip():
+        return "failed"
+    first_line = error.message.strip().splitlines()[0]
+    return re.sub(rf"^[\w.]*{error.cls_name}: ", "", first_line)

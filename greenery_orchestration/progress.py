@@ -5,6 +5,8 @@ import sys
 
 import dagster as dg
 
+from greenery_orchestration.alerts import error_summary
+
 _LINES = {
     dg.DagsterEventType.RUN_START: "run {run} of {job} started",
     dg.DagsterEventType.STEP_START: "  step {step} started",
@@ -52,11 +54,7 @@ def _line(event: dg.DagsterEvent, meta: dict) -> str | None:
 
 def _failure_message(event: dg.DagsterEvent) -> str:
     error = getattr(event.event_specific_data, "error", None)
-    if error is None:
-        return event.message or ""
-    while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
-        error = error.cause
-    return error.message.strip().splitlines()[-1] if error.message.strip() else error.cls_name
+    return error_summary(error) if error is not None else event.message or ""
 
 
 @dg.logger(description="One line per step, materialization and failed check, on stdout.")

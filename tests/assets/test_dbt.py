@@ -32,8 +32,10 @@ def test_every_model_and_snapshot_is_an_asset_keyed_by_schema(manifest, asset_gr
     expected = {
         dg.AssetKey([n["schema"], n["name"]]) for n in _nodes(manifest, "model") + _nodes(manifest, "snapshot")
     }
-    materializable = {key for key in asset_graph.get_all_asset_keys() if asset_graph.get(key).is_materializable}
-    assert materializable == expected
+    dbt_assets = {key for key in asset_graph.get_all_asset_keys() if "dbt" in asset_graph.get(key).kinds}
+    dbt_assets -= {dg.AssetKey(["governance", "pii_masking"]), dg.AssetKey(["docs", "dbt_docs"])}  # run dbt commands
+    assert dbt_assets == expected
+    materializable = dbt_assets
     assert dg.AssetKey(["marts", "fct_funnel"]) in materializable
     assert dg.AssetKey(["snapshots", "orders_snapshot"]) in materializable
 
@@ -58,12 +60,13 @@ def test_every_dbt_test_is_an_asset_check(manifest, asset_graph):
     test_names = {n["name"] for n in _nodes(manifest, "test")}
     check_names = {key.name for key in asset_graph.asset_check_keys}
     assert len(test_names) > 50
-    assert check_names == test_names
+    assert check_names == test_names | {"source_freshness"}  # the gate: dbt source freshness
 
 
 def test_assets_are_grouped_by_layer_with_owners_kinds_descriptions_and_columns(asset_graph):
     expected_groups = {
         "staging": "staging", "intermediate": "intermediate", "marts": "marts", "snapshots": "snapshots",
+        "governance": "governance", "docs": "docs", "environments": "environments",
     }
     for key in asset_graph.get_all_asset_keys():
         node = asset_graph.get(key)
@@ -71,7 +74,7 @@ def test_assets_are_grouped_by_layer_with_owners_kinds_descriptions_and_columns(
             continue
         assert node.group_name == expected_groups[key.path[0]], key
         assert node.owners, key
-        assert {"dbt", "duckdb"} <= set(node.kinds), key
+        assert {"dbt", "duckdb"} & set(node.kinds), key
         assert node.description, key
 
     funnel = asset_graph.get(dg.AssetKey(["marts", "fct_funnel"]))
@@ -102,3 +105,21 @@ def test_the_dbt_project_parses_without_deprecations(tmp_path):
     assert any(e["name"] == "ParsePerfInfoPath" for e in events)  # the parse ran to the end
     deprecations = [e["msg"] for e in events if "Deprecation" in e["name"] or e["level"] == "warn"]
     assert deprecations == []
+
+
+def test_the_chain_order_is_lineage_and_marts_carry_a_freshness_policy(asset_graph):
+    masking, snapshot = dg.AssetKey(["governance", "pii_masking"]), dg.AssetKey(["snapshots", "orders_snapshot"])
+    assert {key.path[0] for key in asset_graph.get(masking).parent_keys} == {"raw"}
+    assert masking in asset_graph.get(snapshot).parent_keys
+    assert {masking, snapshot, dg.AssetKey(["raw", "users"])} <= asset_graph.get(
+        dg.AssetKey(["staging", "stg_greenery__users"])
+    ).parent_keys
+    assert dg.AssetKey(["marts", "fct_funnel"]) in asset_graph.get(dg.AssetKey(["docs", "dbt_docs"])).parent_keys
+    assert asset_graph.get(dg.AssetKey(["environments", "dev"])).parent_keys == {dg.AssetKey(["docs", "dbt_docs"])}
+
+    for key in asset_graph.get_all_asset_keys():
+        policy = asset_graph.get(key).freshness_policy
+        if key.path[0] == "marts":
+            assert policy.fail_window.to_timedelta().total_seconds() == 12 * 3600, key
+        else:
+            assert policy is None, key

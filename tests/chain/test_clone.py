@@ -7,18 +7,20 @@ from greenery_orchestration.chain.clone import clone_duckdb, snowflake_clone_sql
 
 
 def _pii_values(prod):
+    # Some first names are also US state names ("Georgia"): a state is not a leak.
     with duckdb.connect(str(prod), read_only=True) as connection:
         rows = connection.execute(
-            "select first_name from raw.users union select last_name from raw.users "
+            "(select first_name from raw.users union select last_name from raw.users "
             "union select email from raw.users union select phone_number from raw.users "
-            "union select address from raw.addresses"
+            "union select address from raw.addresses) except select state from raw.addresses"
         ).fetchall()
     return {value for (value,) in rows}
 
 
 def _relations(connection):
     return connection.execute(
-        "select table_schema, table_name from information_schema.tables order by all"
+        "select table_schema, table_name from information_schema.tables "
+        "where table_catalog = current_database() order by all"
     ).fetchall()
 
 
@@ -33,10 +35,9 @@ def test_no_raw_pii_value_in_any_column_of_any_relation_of_a_clone(course_run, e
         relations = _relations(connection)
         leaks = []
         for schema, name in relations:
-            if schema == "temp":
-                continue
             for (column,) in connection.execute(
-                "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+                "select column_name from information_schema.columns "
+                "where table_catalog = current_database() and table_schema = ? and table_name = ?",
                 [schema, name],
             ).fetchall():
                 (hits,) = connection.execute(
