@@ -22,7 +22,7 @@ def test_the_docs_site_is_published_and_served_on_localhost(course_run):
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("greenery")), "docs", "--port", str(port)],
         env={**__import__("os").environ, "GREENERY_DOCS_DIR": str(site)},
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL,
     )
     try:
         page = _get_when_up(f"http://127.0.0.1:{port}/")
