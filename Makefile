@@ -12,6 +12,7 @@ run: $(VENV)/.installed
 	$(BIN)/greenery run
 
 test: $(VENV)/.installed
+	scripts/test-services.sh
 	$(BIN)/pytest
 
 $(VENV)/.installed: pyproject.toml

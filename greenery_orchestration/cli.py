@@ -80,6 +80,14 @@ def docs(args) -> int:
     return 0
 
 
+def ui(args) -> int:
+    from greenery_orchestration.ui import run_ui  # noqa: PLC0415
+
+    ensure_dagster_home()
+    _prepare_dbt_manifest()
+    return run_ui(args.port)
+
+
 def funnel(args) -> int:
     _print_funnel(args.by)
     return 0
@@ -156,6 +164,12 @@ def _parser() -> argparse.ArgumentParser:
     command = commands.add_parser("docs", help="serve the published dbt docs on 127.0.0.1")
     command.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     command.set_defaults(command=docs)
+
+    command = commands.add_parser(
+        "ui", help="start the Dagster webserver and daemon on 127.0.0.1; Ctrl-C or SIGTERM stops both"
+    )
+    command.add_argument("--port", type=int, default=3000, help="webserver port (default 3000)")
+    command.set_defaults(command=ui)
 
     command = commands.add_parser("funnel", help="print the funnel marts as tables")
     command.add_argument(

@@ -85,9 +85,11 @@ def _rate_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def _json_safe(value):
-    """numpy scalars as plain Python values, missing values as None, anything else as text."""
+    """Plain Python values (rates to 4 decimals), missing values as None, anything else as text."""
     if pd.isna(value):
         return None
     if hasattr(value, "item"):
-        return value.item()
-    return value if isinstance(value, (str, int, float, bool)) else str(value)
+        value = value.item()
+    if isinstance(value, float):
+        return round(value, 4)
+    return value if isinstance(value, (str, int, bool)) else str(value)

@@ -28,16 +28,26 @@ def dagster_home() -> Path:
     return Path(os.environ.get("DAGSTER_HOME", ".dagster")).resolve()
 
 
-def ensure_dagster_home() -> Path:
-    """Point DAGSTER_HOME at an instance folder holding the project's dagster.yaml.
+def instance_config() -> str:
+    """The project's dagster.yaml, with PostgreSQL storage when DAGSTER_PG_HOST is set."""
+    config = (REPO_DIR / "dagster.yaml").read_text()
+    if os.environ.get("DAGSTER_PG_HOST"):
+        os.environ.setdefault("DAGSTER_PG_PORT", "5432")
+        config += "\n" + (REPO_DIR / "dagster-postgres.yaml").read_text()
+    return config
 
-    Dagster reads the file (telemetry off, the run queue, the warehouse pool) on its first
-    command, so it must be in place before any.
+
+def ensure_dagster_home() -> Path:
+    """Point DAGSTER_HOME at an instance folder holding the project's instance config.
+
+    Dagster reads dagster.yaml (telemetry off, the run queue, the warehouse pool, the storage) on
+    its first command, so it is written before any; it is derived, so edit the repo's copy.
     """
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text((REPO_DIR / "dagster.yaml").read_text())
+    wanted = instance_config()
+    if not config.exists() or config.read_text() != wanted:
+        config.write_text(wanted)
     os.environ["DAGSTER_HOME"] = str(home)
     return home

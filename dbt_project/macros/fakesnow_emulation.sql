@@ -1,0 +1,102 @@
+{# Emulated Snowflake: the overrides that let the `snowflake` target run on fakesnow (Snowflake's
+   SQL translated onto DuckDB), for tests and local runs without a Snowflake account:
+
+       GREENERY_TARGET=snowflake GREENERY_SNOWFLAKE_EMULATED=true SNOWFLAKE_ACCOUNT=... (any values) \
+       python -m fakesnow --db_path DIR -m dbt.cli.main build
+
+   (DIR holds fakesnow's database files, one per Snowflake database, shared by every invocation.)
+
+   Every override is inert unless GREENERY_SNOWFLAKE_EMULATED=true: otherwise it returns what the
+   real dbt-snowflake implementation returns (`dbt.<name>` reaches the adapter's own macro, which
+   a same-named macro of this project shadows), so on real Snowflake this file changes no SQL.
+   The overrides: temporary tables (+ post_snapshot), the snapshot MERGE, explicit transactions,
+   masking-policy statements. Each says below what fakesnow cannot do without it. #}
+
+{% macro greenery_snowflake_emulated() -%}
+    {{ return(env_var('GREENERY_SNOWFLAKE_EMULATED', 'false') | lower == 'true') }}
+{%- endmacro %}
+
+
+{# Temporary tables (the snapshot's staging table; incremental models' temp relations).
+   Snowflake creates a session-scoped temporary table in any schema; DuckDB only in its own
+   `temp` catalog, so `create or replace temporary table DB.SCHEMA.X` fails on fakesnow
+   ("TEMPORARY table names can *only* use the "temp" catalog"). Emulated, it is dbt-snowflake's
+   own statement without `temporary`: an ordinary table beside the target, which
+   `snowflake__post_snapshot` below drops again. #}
+{% macro snowflake__create_table_temporary_sql(relation, compiled_code) -%}
+    {%- set statement = dbt.snowflake__create_table_temporary_sql(relation, compiled_code) -%}
+    {%- if greenery_snowflake_emulated() -%}
+        {%- if 'create or replace temporary table' not in statement -%}
+            {% do exceptions.raise_compiler_error(
+                "fakesnow emulation: dbt-snowflake's temporary table DDL changed: " ~ statement) %}
+        {%- endif -%}
+        {%- set statement = statement | replace('create or replace temporary table', 'create or replace table') -%}
+    {%- endif -%}
+    {{ return(statement) }}
+{%- endmacro %}
+
+
+{# The other half of the temporary-table emulation: drop the snapshot's staging table once the
+   snapshot is merged (Snowflake drops a temporary table with its session). Not emulated, this is
+   whatever dbt would have dispatched to: dbt-snowflake has no post_snapshot, so dbt's no-op. #}
+{% macro snowflake__post_snapshot(staging_relation) -%}
+    {%- if greenery_snowflake_emulated() -%}
+        {% do adapter.drop_relation(staging_relation) %}
+    {%- else -%}
+        {{ return((dbt.get('snowflake__post_snapshot') or dbt.default__post_snapshot)(staging_relation)) }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{# The snapshot's MERGE. dbt writes `when not matched then insert (cols) values (cols)` with
+   bare column names, which Snowflake resolves against the source; fakesnow rewrites a MERGE
+   into DuckDB statements joining source and target, where a bare name both have is ambiguous
+   ("Ambiguous reference to column name"). Emulated, it is dbt-snowflake's own MERGE with the
+   inserted values qualified by the source alias (which means the same on Snowflake). #}
+{% macro snowflake__snapshot_merge_sql(target, source, insert_cols) -%}
+    {%- set statement = dbt.snowflake__snapshot_merge_sql(target, source, insert_cols) -%}
+    {%- if greenery_snowflake_emulated() -%}
+        {%- set bare = "values (" ~ insert_cols | join(', ') ~ ")" -%}
+        {%- set qualified = [] -%}
+        {%- for column in insert_cols -%}
+            {%- do qualified.append("DBT_INTERNAL_SOURCE." ~ column) -%}
+        {%- endfor -%}
+        {%- if bare not in statement -%}
+            {% do exceptions.raise_compiler_error("fakesnow emulation: dbt's snapshot MERGE changed: " ~ statement) %}
+        {%- endif -%}
+        {%- set statement = statement | replace(bare, "values (" ~ qualified | join(', ') ~ ")") -%}
+    {%- endif -%}
+    {{ return(statement) }}
+{%- endmacro %}
+
+
+{# Explicit transactions. dbt-snowflake wraps every MERGE, INSERT and DELETE it writes (the
+   snapshot's merge, incremental models) in `begin; ...; commit;`. fakesnow keeps metadata of
+   the tables a statement creates (its MERGE makes a work table) in a DuckDB database of its own,
+   `_fs_global`, and a DuckDB transaction may write to one attached database only: inside
+   `begin`, the MERGE fails ("a single transaction can only write to a single attached
+   database"). Emulated, the statement runs without the explicit transaction, in fakesnow's
+   autocommit. #}
+{% macro snowflake_dml_explicit_transaction(dml) -%}
+    {%- if greenery_snowflake_emulated() -%}
+        {{ return(dml) }}
+    {%- else -%}
+        {{ return(dbt.snowflake_dml_explicit_transaction(dml)) }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{# Masking policies. fakesnow (DuckDB) has none: `create masking policy` and `alter ... set
+   masking policy` are syntax errors there, so `dbt run-operation apply_pii_masking`, a step of
+   the production chain, would fail on the emulation. Emulated, those statements are skipped,
+   with a line in dbt's debug log (never the statement: the policy body holds the masking salt);
+   every other query runs as usual. The SQL the masking macro renders is checked on its own, by
+   parsing it as Snowflake SQL (tests/test_snowflake.py). #}
+{% macro run_query(sql) -%}
+    {%- if greenery_snowflake_emulated() and 'masking policy' in (sql | lower) -%}
+        {%- do log("Emulated Snowflake: fakesnow has no masking policies; skipped: "
+            ~ (sql | trim).split(" ")[:7] | join(' ') ~ " ...", info=false) -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return(dbt.run_query(sql)) }}
+{%- endmacro %}

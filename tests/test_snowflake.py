@@ -1,0 +1,530 @@
+"""The Snowflake production target, run on fakesnow: Snowflake's SQL, emulated on DuckDB.
+
+The seven raw tables go into a fakesnow database (schema RAW), the course data when it is there,
+else a synthetic shop; then dbt runs on the `snowflake` output of profiles.yml, in a subprocess
+under `python -m fakesnow --db_path DIR -m dbt.cli.main ...`, with GREENERY_SNOWFLAKE_EMULATED=true
+switching on the few macro overrides fakesnow needs (dbt_project/macros/fakesnow_emulation.sql).
+The database lives in files under DIR, so every dbt invocation, and this process between them,
+sees the same data. Nothing connects anywhere: fakesnow replaces snowflake.connector.connect.
+
+What fakesnow cannot run (masking policies, the clone and its grants) is checked as SQL, parsed
+with sqlglot's Snowflake dialect.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from greenery_orchestration.chain.clone import snowflake_clone_sql
+from greenery_orchestration.rawdata.load_csv import load_csv_dir, replace_raw_tables
+from greenery_orchestration.rawdata.sample import sample_tables
+from greenery_orchestration.rawdata.schema import raw_columns
+from greenery_orchestration.settings import DBT_PROJECT_DIR, REPO_DIR
+
+COURSE_DATA = REPO_DIR.parent / "shared" / "greenery"
+
+pytestmark = [
+    # fakesnow's own, on every query it runs in this process, and on write_pandas under pandas 3.
+    pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning"),
+    pytest.mark.filterwarnings("ignore:For backward compatibility, 'str' dtypes"),
+]
+DATABASE = "GREENERY"
+READER_ROLE = "ANALYST_PII_READER"
+SALT = "pepper'salt"  # a quote in it: the policy must escape it
+DBT_TIMEOUT_SECONDS = 240  # a dbt invocation here takes 4-8 s; never wait forever on one
+
+# The emulated Snowflake account. fakesnow ignores the credentials; they only have to be there.
+EMULATED_SNOWFLAKE_ENV = {
+    "GREENERY_TARGET": "snowflake",
+    "GREENERY_SNOWFLAKE_EMULATED": "true",
+    "SNOWFLAKE_ACCOUNT": "fakesnow",
+    "SNOWFLAKE_USER": "fake",
+    "SNOWFLAKE_PASSWORD": "snow",
+    "SNOWFLAKE_ROLE": "TRANSFORMER",
+    "SNOWFLAKE_WAREHOUSE": "COMPUTE_WH",
+    "SNOWFLAKE_DATABASE": DATABASE,
+}
+
+# Every column declared `meta: {pii: true}`, as (schema, relation, column, kind, policy).
+EXPECTED_PII = {
+    *(("RAW", "USERS", c, "table", "pii_string") for c in ["first_name", "last_name", "email", "phone_number"]),
+    ("RAW", "ADDRESSES", "address", "table", "pii_string"),
+    ("RAW", "ADDRESSES", "zipcode", "table", "pii_number"),  # an integer upstream
+    *(("STAGING", "STG_GREENERY__USERS", c, "view", "pii_string") for c in ["first_name", "last_name", "email", "phone_number"]),
+    ("STAGING", "STG_GREENERY__ADDRESSES", "address", "view", "pii_string"),
+    ("STAGING", "STG_GREENERY__ADDRESSES", "zipcode", "view", "pii_string"),  # text, zero-padded
+    *(("MARTS", "DIM_USERS", c, "table", "pii_string") for c in ["first_name", "last_name", "email", "phone_number"]),
+}
+
+
+# --- running dbt on the emulated Snowflake ---------------------------------------------------
+
+
+@dataclass
+class DbtRun:
+    returncode: int
+    events: list[dict]  # dbt's JSON log lines
+    stdout: str
+    stderr: str
+
+    def messages(self, tail: int = 40) -> str:
+        lines = [e["info"]["msg"] for e in self.events] or self.stdout.splitlines()
+        return "\n".join(lines[-tail:]) + "\n" + self.stderr[-2000:]
+
+
+@dataclass
+class EmulatedSnowflake:
+    """A fakesnow database folder, and dbt run against it."""
+
+    db_path: Path
+    target_path: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def environment(self) -> dict[str, str]:
+        # No SNOWFLAKE_* of the caller's own (a real account, a key file) reaches the emulation.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SNOWFLAKE_", "GREENERY_", "DBT_"))}
+        return {
+            **inherited,
+            **EMULATED_SNOWFLAKE_ENV,
+            "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+            "DBT_TARGET_PATH": str(self.target_path),
+            "DBT_LOG_PATH": str(self.target_path / "logs"),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "PYTHONWARNINGS": "ignore",  # runpy's and fakesnow's, on every statement
+            **self.extra_env,
+        }
+
+    def dbt(self, *args: str) -> DbtRun:
+        command = [sys.executable, "-m", "fakesnow", "--db_path", str(self.db_path), "-m", "dbt.cli.main", *args]
+        done = subprocess.run(
+            command, cwd=DBT_PROJECT_DIR, env=self.environment(), capture_output=True, text=True,
+            timeout=DBT_TIMEOUT_SECONDS, check=False,
+        )
+        events = []
+        for line in done.stdout.splitlines():
+            if line.startswith("{"):
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        return DbtRun(done.returncode, events, done.stdout, done.stderr)
+
+    def query(self, sql: str, params=None) -> list[tuple]:
+        with self.connection() as connection:
+            return connection.cursor().execute(sql, params).fetchall()
+
+    @contextmanager
+    def connection(self):
+        """A Snowflake connection to the emulated database, in this process (no dbt running):
+        fakesnow patched in, and out again with its DuckDB closed, releasing the database file."""
+        import fakesnow
+        import snowflake.connector
+
+        with fakesnow.patch(db_path=self.db_path):
+            connection = snowflake.connector.connect(database=DATABASE, schema="RAW")
+            try:
+                yield connection
+            finally:
+                connection.close()
+
+    def copy(self, folder: Path) -> "EmulatedSnowflake":
+        """The same database in a folder of its own, for a test that changes it."""
+        shutil.copytree(self.db_path, folder / "db")
+        return EmulatedSnowflake(folder / "db", self.target_path, dict(self.extra_env))
+
+
+def load_raw_tables(emulated: EmulatedSnowflake, tables: dict[str, pd.DataFrame]) -> None:
+    """Create the raw tables with the declared types, then write the rows (write_pandas)."""
+    import snowflake.connector.pandas_tools
+
+    with emulated.connection() as connection:
+        cursor = connection.cursor()
+        cursor.execute("create schema if not exists raw")
+        for table, columns in raw_columns().items():
+            declared = ", ".join(f"{name} {data_type}" for name, data_type in columns.items())
+            cursor.execute(f"create or replace table raw.{table} ({declared})")
+            success, _, rows, _ = snowflake.connector.pandas_tools.write_pandas(
+                connection, tables[table], table, database=DATABASE, schema="RAW"
+            )
+            assert success and rows == len(tables[table])
+
+
+def typed_raw_tables(fill) -> dict[str, pd.DataFrame]:
+    """The raw tables as the DuckDB loader types them (`fill` writes them into DuckDB's raw)."""
+    with duckdb.connect() as connection:
+        fill(connection)
+        return {table: connection.execute(f"select * from raw.{table}").df() for table in raw_columns()}
+
+
+def sample_raw_tables(end: datetime) -> dict[str, pd.DataFrame]:
+    def fill(connection):
+        for table, rows in sample_tables(seed=11, days=2, sessions_per_day=60, end=end).items():
+            connection.register(f"sample_{table}", rows)
+        replace_raw_tables(connection, {table: f"sample_{table}" for table in raw_columns()})
+
+    return typed_raw_tables(fill)
+
+
+def expected_funnel(events: pd.DataFrame) -> list[int]:
+    """Sessions with at least one page_view, add_to_cart, checkout: the funnel, straight from raw."""
+    return [int(events.loc[events.event_type == step, "session_id"].nunique())
+            for step in ["page_view", "add_to_cart", "checkout"]]
+
+
+def order_updates(orders: pd.DataFrame, course: bool) -> pd.DataFrame:
+    """Three orders going from preparing to shipped: the course's own change, or three of ours."""
+    if course:
+        updates = pd.read_csv(COURSE_DATA / "order_updates.csv")
+        updates["estimated_delivery_at"] = pd.to_datetime(updates.estimated_delivery_at, utc=True).dt.tz_localize(None)
+        return updates
+    preparing = orders[orders.status == "preparing"].sort_values("order_id").head(3)
+    assert len(preparing) == 3
+    return pd.DataFrame({
+        "order_id": preparing.order_id.tolist(),
+        "tracking_id": [f"track-{i}" for i in range(3)],
+        "shipping_service": "ups",
+        "estimated_delivery_at": (preparing.created_at + timedelta(days=5)).tolist(),
+        "status": "shipped",
+    })
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+
+@dataclass
+class BuiltWarehouse:
+    emulated: EmulatedSnowflake
+    course: bool  # the course data, or (when it is absent) a synthetic shop ending now
+    tables: dict[str, pd.DataFrame]
+    build: DbtRun
+    results: list[dict]  # run_results.json of the build
+    manifest: dict  # the manifest parsed for the Snowflake target
+
+
+@pytest.fixture(scope="module")
+def target_path(tmp_path_factory) -> Path:
+    """dbt's target folder for this module (its partial parse is shared by every invocation)."""
+    return tmp_path_factory.mktemp("snowflake_target")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, target_path) -> BuiltWarehouse:
+    """The raw tables loaded into the emulated Snowflake and `dbt build` run, once a module."""
+    course = (COURSE_DATA / "events.csv").exists()
+    if course:
+        tables = typed_raw_tables(lambda connection: load_csv_dir(connection, COURSE_DATA))
+    else:
+        tables = sample_raw_tables(end=datetime.now(timezone.utc))
+    folder = tmp_path_factory.mktemp("fakesnow") / "db"
+    folder.mkdir()
+    emulated = EmulatedSnowflake(folder, target_path)
+    load_raw_tables(emulated, tables)
+    build = emulated.dbt("build", "--log-format", "json")
+    results = json.loads((target_path / "run_results.json").read_text())["results"]
+    manifest = json.loads((target_path / "manifest.json").read_text())
+    return BuiltWarehouse(emulated, course, tables, build, results, manifest)
+
+
+# --- the build, the snapshot, freshness --------------------------------------------------------
+
+
+def test_dbt_build_passes_every_model_test_and_contract(built):
+    assert built.build.returncode == 0, built.build.messages()
+    results, manifest = built.results, built.manifest
+    assert {r["status"] for r in results} <= {"success", "pass"}, [
+        (r["unique_id"], r["status"], r["message"]) for r in results if r["status"] not in ("success", "pass")
+    ]
+    expected = {uid for uid, node in manifest["nodes"].items() if node["resource_type"] in ("model", "test", "snapshot")}
+    assert {r["unique_id"] for r in results} == expected
+    assert sum(node["resource_type"] == "model" for node in manifest["nodes"].values()) == 18
+    # The Snowflake target builds without a dbt deprecation or warning, like the DuckDB one.
+    warnings = [e["info"]["msg"] for e in built.build.events
+                if "Deprecation" in e["info"]["name"] or e["info"]["level"] in ("warn", "error")]
+    assert warnings == []
+
+
+def test_the_sources_and_models_live_in_the_snowflake_database(built):
+    manifest = built.manifest
+    sources = {s["name"]: s["relation_name"] for s in manifest["sources"].values()}
+    assert sources == {table: f"{DATABASE}.raw.{table}" for table in raw_columns()}
+    assert manifest["nodes"]["model.greenery.fct_funnel"]["relation_name"] == f"{DATABASE}.marts.fct_funnel"
+    relations = built.emulated.query(
+        "select table_schema, table_name from information_schema.tables where table_schema = 'MARTS'"
+    )
+    assert {name for _, name in relations} == {
+        "DIM_PRODUCTS", "DIM_USERS", "FCT_EVENTS", "FCT_FUNNEL", "FCT_FUNNEL_DAILY", "FCT_ORDERS",
+        "FCT_PRODUCT_FUNNEL", "FCT_SESSIONS",
+    }
+
+
+def test_the_funnel_is_the_one_duckdb_gives(built):
+    assert built.build.returncode == 0, built.build.messages()
+    funnel = built.emulated.query("select step_number, funnel_step, sessions from marts.fct_funnel order by step_number")
+    assert [step for _, step, _ in funnel] == ["page_view", "add_to_cart", "checkout"]
+    sessions = [count for _, _, count in funnel]
+    assert sessions == expected_funnel(built.tables["events"])
+    if built.course:
+        assert sessions == [578, 467, 361]  # what the DuckDB target gives on the course data
+
+
+def test_snapshot_twice_gives_exactly_the_updated_orders_a_second_version(built, tmp_path):
+    assert built.build.returncode == 0, built.build.messages()  # the build ran the first snapshot
+    emulated = built.emulated.copy(tmp_path)
+    orders = len(built.tables["orders"])
+
+    unchanged = emulated.dbt("snapshot")
+    assert unchanged.returncode == 0, unchanged.messages()
+    assert emulated.query("select count(*), count(distinct order_id) from snapshots.orders_snapshot") == [(orders, orders)]
+
+    updates = order_updates(built.tables["orders"], built.course)
+    with emulated.connection() as connection:
+        cursor = connection.cursor()
+        for row in updates.itertuples():
+            cursor.execute(
+                "update raw.orders set tracking_id = %s, shipping_service = %s, estimated_delivery_at = %s, "
+                "status = %s where order_id = %s",
+                (row.tracking_id, row.shipping_service, row.estimated_delivery_at.to_pydatetime(), row.status, row.order_id),
+            )
+            assert cursor.rowcount == 1
+    changed = emulated.dbt("snapshot")
+    assert changed.returncode == 0, changed.messages()
+
+    versions = emulated.query(
+        "select order_id, count(*), count(dbt_valid_to), max(case when dbt_valid_to is null then status end), "
+        "min(case when dbt_valid_to is not null then status end) "
+        "from snapshots.orders_snapshot group by order_id having count(*) > 1 order by order_id"
+    )
+    assert [v[0] for v in versions] == sorted(updates.order_id)
+    assert all(v[1:] == (2, 1, "shipped", "preparing") for v in versions), versions
+    assert emulated.query("select count(distinct order_id) from snapshots.orders_snapshot") == [(orders,)]
+    # The staging table the emulation makes instead of a temporary one is gone again.
+    assert emulated.query(
+        "select table_name from information_schema.tables where table_schema = 'SNAPSHOTS'"
+    ) == [("ORDERS_SNAPSHOT",)]
+
+
+def _freshness(emulated: EmulatedSnowflake) -> dict[str, str]:
+    run = emulated.dbt("source", "freshness")
+    sources = json.loads((emulated.target_path / "sources.json").read_text())["results"]
+    statuses = {r["unique_id"].rsplit(".", 1)[1]: r["status"] for r in sources}
+    assert run.returncode == (1 if "error" in statuses.values() else 0), run.messages()
+    return statuses
+
+
+def test_source_freshness_on_the_loaded_data(built):
+    # The course data ends in February 2021: stale. The synthetic shop ends now: fresh.
+    expected = "error" if built.course else "pass"
+    assert _freshness(built.emulated) == {"events": expected, "orders": expected}
+
+
+def test_source_freshness_passes_on_fresh_data(tmp_path, target_path):
+    folder = tmp_path / "db"
+    folder.mkdir()
+    emulated = EmulatedSnowflake(folder, target_path)
+    load_raw_tables(emulated, sample_raw_tables(end=datetime.now(timezone.utc)))
+    assert _freshness(emulated) == {"events": "pass", "orders": "pass"}
+
+
+# --- PII masking: the SQL Snowflake gets, and the step on the emulation ----------------------
+
+
+MASKING_INLINE = "{{ tojson(snowflake_pii_masking_sql(pii_columns_by_relation())) }}"
+POLICY = re.compile(
+    r"create masking policy if not exists (?P<name>\S+) as \(val (?P<type>string|number)\) "
+    r"returns (?P<returns>string|number) -> (?P<body>.+)",
+    re.S,
+)
+ALTER = re.compile(
+    r"alter (?P<kind>table|view) (?P<relation>\S+) modify column (?P<column>\w+) "
+    r"set masking policy (?P<policy>\S+) force"
+)
+
+
+@pytest.fixture(scope="module")
+def masking_statements(built) -> list[str]:
+    """The statements `apply_pii_masking` runs on Snowflake, rendered against the built database."""
+    assert built.build.returncode == 0, built.build.messages()
+    emulated = EmulatedSnowflake(
+        built.emulated.db_path, built.emulated.target_path,
+        {"GREENERY_PII_READER_ROLE": READER_ROLE, "GREENERY_MASKING_SALT": SALT},
+    )
+    run = emulated.dbt("compile", "--quiet", "--output", "json", "--inline", MASKING_INLINE)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    compiled = json.loads(run.stdout[run.stdout.index("{"): run.stdout.rindex("}") + 1])["compiled"]
+    return json.loads(compiled)
+
+
+def _parse(statement: str) -> exp.Expression:
+    parsed = sqlglot.parse_one(statement, read="snowflake")
+    assert parsed is not None
+    if isinstance(parsed, exp.Command):  # sqlglot keeps what it has no grammar for verbatim
+        assert " ".join(f"{parsed.this} {parsed.expression}".split()).lower() == " ".join(statement.split()).lower()
+    return parsed
+
+
+def test_masking_sql_creates_the_policy_schema_and_two_policies_idempotently(masking_statements):
+    schema, *policies = masking_statements[:3]
+    created = _parse(schema)
+    assert isinstance(created, exp.Create) and created.kind == "SCHEMA" and created.args["exists"]
+    assert created.this.sql("snowflake") == f"{DATABASE}.governance"
+
+    found = {}
+    for statement in policies:
+        _parse(statement)  # sqlglot 30 has no grammar for masking policies: exact text below
+        match = POLICY.fullmatch(statement)
+        assert match, statement
+        assert match["type"] == match["returns"]
+        body = sqlglot.parse_one(match["body"], read="snowflake")  # the policy body is plain SQL
+        assert isinstance(body, exp.Case)
+        (role_check,) = [f for f in body.find_all(exp.Anonymous) if f.name.lower() == "is_role_in_session"]
+        assert [a.this for a in role_check.expressions] == [READER_ROLE]  # only the reader sees clear values
+        assert SALT in {literal.this.replace("''", "'") for literal in body.find_all(exp.Literal) if literal.is_string}
+        found[match["name"]] = match["type"]
+    assert found == {f"{DATABASE}.governance.pii_string": "string", f"{DATABASE}.governance.pii_number": "number"}
+    assert sum(s.startswith("create") for s in masking_statements) == 3
+
+
+def test_masking_sql_attaches_a_policy_to_every_declared_pii_column_exactly_once(masking_statements, built):
+    attached = []
+    for statement in masking_statements[3:]:
+        _parse(statement)
+        match = ALTER.fullmatch(statement)
+        assert match, statement  # `... set masking policy ... force`: a second run changes nothing
+        relation = exp.to_table(match["relation"], dialect="snowflake")
+        assert relation.catalog == DATABASE
+        attached.append((relation.db, relation.name, match["column"], match["kind"], match["policy"].rsplit(".", 1)[1]))
+    assert len(attached) == len(EXPECTED_PII) and set(attached) == EXPECTED_PII  # one ALTER per column
+
+    # ... and that is every column the dbt YAML declares PII, on sources and models alike.
+    manifest = built.manifest
+    declared = {
+        (node["schema"].upper(), (node.get("identifier") or node["alias"]).upper(), column["name"])
+        for node in [*manifest["sources"].values(), *manifest["nodes"].values()]
+        if node["resource_type"] in ("source", "model")
+        for column in node["columns"].values()
+        if (column.get("config", {}).get("meta") or column.get("meta") or {}).get("pii")
+    }
+    assert declared == {(s, r, c) for s, r, c, _, _ in attached}
+
+
+def test_the_masking_step_runs_on_the_emulation(built, tmp_path):
+    # fakesnow has no masking policies: the emulation skips those statements, so the chain's
+    # `dbt run-operation apply_pii_masking` step still runs end to end there.
+    emulated = built.emulated.copy(tmp_path)
+    emulated.extra_env.update(GREENERY_PII_READER_ROLE=READER_ROLE, GREENERY_MASKING_SALT=SALT)
+    run = emulated.dbt("run-operation", "apply_pii_masking", "--log-format", "json", "--debug")
+    assert run.returncode == 0, run.messages()
+    messages = [e["info"]["msg"] for e in run.events]
+    assert f"Masking: {3 + len(EXPECTED_PII)} statement(s) applied." in messages
+    skipped = [m for m in messages if m.startswith("Emulated Snowflake: fakesnow has no masking policies")]
+    assert len(skipped) == 2 + len(EXPECTED_PII)
+    assert "pepper" not in run.stdout + run.stderr  # the salt is never logged, not even at debug level
+    assert ("GOVERNANCE",) in emulated.query("select schema_name from information_schema.schemata")
+
+
+# --- the emulation itself ------------------------------------------------------------------------
+
+OVERRIDES_INLINE = """
+{%- set target_relation = api.Relation.create(database=target.database, schema="snapshots", identifier="orders_snapshot") -%}
+{%- set staging = api.Relation.create(database=target.database, schema="snapshots", identifier="orders_snapshot__dbt_tmp") -%}
+{%- set columns = ['"ORDER_ID"', '"STATUS"'] -%}
+{{ tojson({
+    "temporary": [snowflake__create_table_temporary_sql(staging, "select 1 as a"),
+                  dbt.snowflake__create_table_temporary_sql(staging, "select 1 as a")],
+    "merge": [snowflake__snapshot_merge_sql(target_relation, staging, columns),
+              dbt.snowflake__snapshot_merge_sql(target_relation, staging, columns)],
+    "transaction": [snowflake_dml_explicit_transaction("delete from x"),
+                    dbt.snowflake_dml_explicit_transaction("delete from x")],
+}) }}
+"""
+
+
+def test_the_emulation_overrides_change_nothing_on_real_snowflake(built):
+    # GREENERY_SNOWFLAKE_EMULATED unset: each override renders exactly dbt-snowflake's own SQL.
+    # (Rendered on fakesnow, which only answers the metadata queries; one thread, see profiles.yml.)
+    emulated = EmulatedSnowflake(built.emulated.db_path, built.emulated.target_path,
+                                 {"GREENERY_SNOWFLAKE_EMULATED": "false", "SNOWFLAKE_THREADS": "1"})
+    run = emulated.dbt("compile", "--quiet", "--output", "json", "--inline", OVERRIDES_INLINE)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rendered = json.loads(json.loads(run.stdout[run.stdout.index("{"): run.stdout.rindex("}") + 1])["compiled"])
+    for ours, dbt_snowflakes in rendered.values():
+        assert ours == dbt_snowflakes
+    assert "create or replace temporary table" in rendered["temporary"][0]
+    assert rendered["merge"][0].split()[0] == "begin;" and rendered["merge"][0].split()[-1] == "commit;"
+    assert 'values ("ORDER_ID", "STATUS")' in rendered["merge"][0]
+
+
+# --- the clone, and the profile -----------------------------------------------------------------
+
+
+def test_clone_sql_is_snowflake_sql():
+    create, usage, *grants = snowflake_clone_sql("PROD", "DEV", "DEV_ROLE")
+    clone = _parse(create)
+    assert isinstance(clone, exp.Create) and clone.kind == "DATABASE" and clone.args["replace"]
+    assert clone.this.name == "DEV" and clone.args["clone"].this.name == "PROD"
+    granted = _parse(usage)
+    assert isinstance(granted, exp.Grant) and granted.args["kind"] == "DATABASE"
+    assert granted.args["securable"].name == "DEV"
+    assert [p.this.name for p in granted.args["principals"]] == ["DEV_ROLE"]
+    assert [(p.this.name, p.args["kind"]) for p in granted.args["principals"]] == [("DEV_ROLE", "ROLE")]
+    for statement, (privilege, kind) in zip(grants, [("usage", "schemas"), ("select", "tables"), ("select", "views")]):
+        _parse(statement)  # `grant ... on all ... in database`: no sqlglot grammar, exact text
+        assert statement == f"grant {privilege} on all {kind} in database DEV to role DEV_ROLE"
+
+
+def _rendered_credentials(env: dict[str, str]):
+    from dbt.config.profile import Profile, read_profile
+    from dbt.config.renderer import ProfileRenderer
+    from dbt_common.context import set_invocation_context
+
+    set_invocation_context(env)
+    target, data = Profile.render_profile(read_profile(str(DBT_PROJECT_DIR))["greenery"], "greenery", None, ProfileRenderer({}))
+    return target, data["threads"], Profile._credentials_from_profile(data, "greenery", target)
+
+
+def test_the_snowflake_profile_takes_a_password_or_a_key_pair(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = tmp_path / "rsa_key.p8"
+    key.write_bytes(rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"phrase"),
+    ))
+    base = {"GREENERY_TARGET": "snowflake", "SNOWFLAKE_ACCOUNT": "acme-prod", "SNOWFLAKE_USER": "dbt",
+            "SNOWFLAKE_ROLE": "TRANSFORMER", "SNOWFLAKE_WAREHOUSE": "TRANSFORMING", "SNOWFLAKE_DATABASE": "PROD"}
+
+    target, threads, credentials = _rendered_credentials(base | {"SNOWFLAKE_PASSWORD": "pw"})
+    assert (target, threads) == ("snowflake", 4)
+    assert (credentials.account, credentials.user, credentials.role, credentials.warehouse,
+            credentials.database, credentials.schema) == ("acme-prod", "dbt", "TRANSFORMER", "TRANSFORMING", "PROD", "public")
+    auth = credentials.auth_args()
+    assert auth["password"] == "pw" and auth["private_key"] is None
+
+    _, _, credentials = _rendered_credentials(base | {
+        "SNOWFLAKE_PASSWORD": "ignored", "SNOWFLAKE_PRIVATE_KEY_PATH": str(key),
+        "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE": "phrase", "SNOWFLAKE_SCHEMA": "analytics",
+    })
+    auth = credentials.auth_args()
+    assert "password" not in auth and isinstance(auth["private_key"], bytes)  # the connector then uses key-pair auth
+    assert credentials.schema == "analytics"
+
+    # Neither: no password at all (dbt would otherwise send the template's own text as one).
+    _, _, credentials = _rendered_credentials(base)
+    assert "password" not in credentials.auth_args() and not credentials.password
+
+    # The emulation runs one thread: fakesnow attaches a database on first use, not thread-safely.
+    _, threads, _ = _rendered_credentials(base | {"SNOWFLAKE_PASSWORD": "pw", "GREENERY_SNOWFLAKE_EMULATED": "true"})
+    assert threads == 1
