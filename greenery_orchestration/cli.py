@@ -103,7 +103,7 @@ def _print_funnel(by: str) -> None:
         raise UserFacingError(f"no warehouse at {path}: run `greenery sample` and `greenery run` first")
     try:
         with duckdb.connect(str(path), read_only=True) as connection:
-            frame = read_funnel(connection, by)
+            frame = read_funnel(lambda sql: connection.execute(sql).df(), by)
     except duckdb.CatalogException:
         raise UserFacingError(f"the funnel marts are not built in {path}: run `greenery run`") from None
     print(f"\nFunnel by {by} ({path}):\n")

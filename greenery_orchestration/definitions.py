@@ -17,7 +17,7 @@ from greenery_orchestration.sensors import (
     docs_and_clone_after_production,
     raw_freshness_sensor,
 )
-from greenery_orchestration.warehouse import duckdb_resource
+from greenery_orchestration.warehouse import warehouse_resource
 
 
 @dg.definitions
@@ -41,6 +41,6 @@ def defs() -> dg.Definitions:
             alert_on_warnings,
             raw_freshness_sensor,
         ],
-        resources={"dbt": dbt_resource(), "warehouse": duckdb_resource()},
+        resources={"dbt": dbt_resource(), "warehouse": warehouse_resource()},
         loggers={"progress": progress_logger},
     )

@@ -2,6 +2,7 @@
 
 import base64
 import io
+from collections.abc import Callable
 
 import dagster as dg
 import pandas as pd
@@ -23,9 +24,9 @@ MART_QUERIES = {
 }
 
 
-def read_funnel(connection, by: str = "step") -> pd.DataFrame:
-    """One funnel mart, `by` step (fct_funnel), product or day, as a DataFrame."""
-    return connection.execute(MART_QUERIES[by]).df()
+def read_funnel(query: Callable[[str], pd.DataFrame], by: str = "step") -> pd.DataFrame:
+    """One funnel mart, `by` step (fct_funnel), product or day, read with `query`."""
+    return query(MART_QUERIES[by])
 
 
 def as_text(frame: pd.DataFrame) -> str:

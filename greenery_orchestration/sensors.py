@@ -58,10 +58,12 @@ def _interval() -> int:
     description="Newest row of each raw source with dbt freshness thresholds; alerts once when a "
     "source goes stale and once when it recovers.",
 )
-def raw_freshness_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+def raw_freshness_sensor(
+    context: dg.SensorEvaluationContext, warehouse: dg.ConfigurableResource
+) -> dg.SensorResult | dg.SkipReason:
     criteria = freshness_criteria()
     try:
-        newest = newest_loaded_at(criteria)
+        newest = newest_loaded_at(warehouse, criteria)
     except WarehouseBusy as busy:
         return dg.SkipReason(f"warehouse busy, trying again next tick: {busy}")
     now = datetime.now(UTC).replace(tzinfo=None)

@@ -1,40 +1,89 @@
-"""Python's way into the warehouse, outside dbt."""
+"""Python's way into the warehouse, outside dbt: dagster-duckdb's resource on DuckDB,
+dagster-snowflake's on Snowflake, chosen by GREENERY_TARGET like the dbt profile.
+"""
 
+import os
 from datetime import datetime
 
 import dagster as dg
 import duckdb
+import pandas as pd
 from dagster_duckdb import DuckDBResource
+from dagster_snowflake import SnowflakeResource
 
 from greenery_orchestration.settings import PROD, duckdb_path
+
+# Transient connection errors (a lock held for a moment, a dropped network) deserve a retry.
+WAREHOUSE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 
 
 class WarehouseBusy(Exception):
     """A run holds the warehouse's only write lock; try again later."""
 
 
-def duckdb_resource(environment: str = PROD) -> DuckDBResource:
-    return DuckDBResource(database=str(duckdb_path(environment)))
+def target() -> str:
+    return os.environ.get("GREENERY_TARGET", "duckdb")
 
 
-def newest_loaded_at(criteria: dict[dg.AssetKey, dict]) -> dict[dg.AssetKey, datetime | None]:
-    """max(loaded_at_field) of each source, read in one short read-only connection."""
+def warehouse_resource() -> DuckDBResource | SnowflakeResource:
+    if target() == "snowflake":
+        # EnvVar: resolved when a run or sensor starts, and never shown in the UI or the logs.
+        key_path = os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")
+        return SnowflakeResource(
+            account=dg.EnvVar("SNOWFLAKE_ACCOUNT"),
+            user=dg.EnvVar("SNOWFLAKE_USER"),
+            role=dg.EnvVar("SNOWFLAKE_ROLE"),
+            warehouse=dg.EnvVar("SNOWFLAKE_WAREHOUSE"),
+            database=dg.EnvVar("SNOWFLAKE_DATABASE"),
+            **(
+                {"private_key_path": dg.EnvVar("SNOWFLAKE_PRIVATE_KEY_PATH")}
+                if key_path
+                else {"password": dg.EnvVar("SNOWFLAKE_PASSWORD")}
+            ),
+        )
+    return DuckDBResource(database=str(duckdb_path(PROD)))
+
+
+def read_sql(warehouse: DuckDBResource | SnowflakeResource, sql: str) -> pd.DataFrame:
+    """One query's result, on either warehouse, with lower-case column names."""
+    with warehouse.get_connection() as connection:
+        if isinstance(warehouse, SnowflakeResource):
+            cursor = connection.cursor()
+            cursor.execute(sql)
+            frame = pd.DataFrame(cursor.fetchall(), columns=[c[0] for c in cursor.description])
+        else:
+            frame = connection.execute(sql).df()
+    return frame.rename(columns=str.lower)
+
+
+def newest_loaded_at(
+    warehouse: DuckDBResource | SnowflakeResource, criteria: dict[dg.AssetKey, dict]
+) -> dict[dg.AssetKey, datetime | None]:
+    """max(loaded_at_field) of each source, in one short read."""
+    if isinstance(warehouse, SnowflakeResource):
+        return {key: _newest_on_snowflake(warehouse, criterion) for key, criterion in criteria.items()}
     path = duckdb_path(PROD)
     if not path.exists():
         return dict.fromkeys(criteria)
+    # Not the resource's connection: it retries a locked file for minutes, and a sensor tick
+    # should rather skip and look again at the next one.
     try:
         connection = duckdb.connect(str(path), read_only=True)
     except duckdb.IOException as error:  # DuckDB allows one writer per file, and no reader beside it
         raise WarehouseBusy(str(error).splitlines()[0]) from None
     with connection:
-        return {
-            key: _newest(connection, criterion["loaded_at_field"], criterion["relation_name"])
-            for key, criterion in criteria.items()
-        }
+        return {key: _newest(connection, criterion) for key, criterion in criteria.items()}
 
 
-def _newest(connection, column: str, relation: str) -> datetime | None:
+def _newest(connection, criterion: dict) -> datetime | None:
     try:
-        return connection.execute(f"select max({column}) from {relation}").fetchall()[0][0]
+        sql = f"select max({criterion['loaded_at_field']}) from {criterion['relation_name']}"
+        return connection.execute(sql).fetchall()[0][0]
     except duckdb.CatalogException:
         return None
+
+
+def _newest_on_snowflake(warehouse: SnowflakeResource, criterion: dict) -> datetime | None:
+    frame = read_sql(warehouse, f"select max({criterion['loaded_at_field']}) as newest from {criterion['relation_name']}")
+    value = frame["newest"].iloc[0]
+    return None if pd.isna(value) else pd.Timestamp(value).tz_localize(None).to_pydatetime()

@@ -7,6 +7,7 @@ import dagster as dg
 import duckdb
 
 from greenery_orchestration.cli import main
+from greenery_orchestration.warehouse import warehouse_resource
 from greenery_orchestration.sensors import (
     alert_on_failed_run,
     docs_and_clone_after_production,
@@ -56,19 +57,19 @@ def test_a_failed_run_alerts_with_its_failed_check_and_a_link(warehouse, course_
 def test_freshness_sensor_alerts_once_per_incident_and_once_on_recovery(warehouse, course_data, alert_inbox):
     assert main(["load-csv", str(course_data)]) == 0
 
-    first = raw_freshness_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.get()))
+    first = raw_freshness_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.get(), resources={"warehouse": warehouse_resource()}))
     assert sorted(alert_inbox.titles()) == ["[greenery] raw/events is stale", "[greenery] raw/orders is stale"]
     assert "past its error threshold of 24.0 h" in alert_inbox.received[0]["message"]
     stale_ages = {o.asset_key.to_user_string(): o.metadata["stale"].value for o in first.asset_events}
     assert stale_ages == {"raw/events": True, "raw/orders": True}
 
-    second = raw_freshness_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.get(), cursor=first.cursor))
+    second = raw_freshness_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.get(), resources={"warehouse": warehouse_resource()}, cursor=first.cursor))
     assert len(alert_inbox.received) == 2  # still stale: no new alert
 
     with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
         connection.execute("update raw.events set created_at = timezone('UTC', now()) - interval 1 hour "
                            "where event_id = (select min(event_id) from raw.events)")
-    raw_freshness_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.get(), cursor=second.cursor))
+    raw_freshness_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.get(), resources={"warehouse": warehouse_resource()}, cursor=second.cursor))
     assert alert_inbox.titles()[2:] == ["[greenery] raw/events is fresh again"]
     assert alert_inbox.received[2]["type"] == "success"
 
@@ -83,7 +84,7 @@ def test_freshness_sensor_skips_while_a_run_writes_the_warehouse(warehouse, cour
     )
     try:
         assert writer.stdout.readline().strip() == "locked"
-        result = raw_freshness_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.get()))
+        result = raw_freshness_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.get(), resources={"warehouse": warehouse_resource()}))
     finally:
         writer.communicate("", timeout=30)
     assert isinstance(result, dg.SkipReason)

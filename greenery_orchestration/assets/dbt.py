@@ -10,10 +10,10 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
-from dagster_duckdb import DuckDBResource
 
 from greenery_orchestration import funnel
 from greenery_orchestration.project import greenery_project
+from greenery_orchestration.warehouse import read_sql
 
 WAREHOUSE_POOL = "warehouse"
 PII_MASKING_KEY = dg.AssetKey(["governance", "pii_masking"])
@@ -81,7 +81,7 @@ def greenery_snapshots(context: dg.AssetExecutionContext, dbt: DbtCliResource) -
     pool=WAREHOUSE_POOL,
 )
 def greenery_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ConfigurableResource
 ) -> Iterator:
     # dbt holds the warehouse's only write lock until it exits: report the funnel after that.
     held_back = []
@@ -109,10 +109,9 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterat
         raise invocation.get_error()
 
 
-def _funnel_metadata(context, warehouse: DuckDBResource, output: dg.Output) -> dict:
+def _funnel_metadata(context, warehouse: dg.ConfigurableResource, output: dg.Output) -> dict:
     by = FUNNEL_REPORTS[context.asset_key_for_output(output.output_name)]
-    with warehouse.get_connection() as connection:
-        frame = funnel.read_funnel(connection, by)
+    frame = funnel.read_funnel(lambda sql: read_sql(warehouse, sql), by)
     title = "Sessions per funnel step" if by == "step" else "Sessions per product and step"
     return {
         "funnel": funnel.as_table_metadata(frame),

@@ -5,12 +5,14 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from dagster_snowflake import SnowflakeResource
 
 from greenery_orchestration.assets.dbt import WAREHOUSE_POOL
 from greenery_orchestration.assets.sources import raw_manifest
 from greenery_orchestration.chain.docs import DBT_DOCS_KEY
 from greenery_orchestration.chain.masking import masking_salt, pii_columns
 from greenery_orchestration.settings import PROD, duckdb_path, warehouse_dir
+from greenery_orchestration.warehouse import WAREHOUSE_RETRY, target
 
 ENVIRONMENTS = ["dev", "ci"]
 
@@ -79,17 +81,34 @@ def snowflake_clone_sql(prod_database: str, environment_database: str, role: str
     ]
 
 
+def snowflake_environment(environment: str) -> tuple[str, str]:
+    """The environment's database and role: GREENERY_<ENV>_DATABASE / _ROLE, else <PROD>_<ENV>, <ENV>_ROLE."""
+    prefix = f"GREENERY_{environment.upper()}"
+    database = os.environ.get(f"{prefix}_DATABASE") or f"{os.environ['SNOWFLAKE_DATABASE']}_{environment}".upper()
+    return database, os.environ.get(f"{prefix}_ROLE") or f"{environment}_ROLE".upper()
+
+
 def environment_clone(environment: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=["environments", environment],
         deps=[DBT_DOCS_KEY],
         group_name="environments",
-        kinds={"duckdb"},
+        kinds={target()},
         owners=["team:data-platform"],
         pool=WAREHOUSE_POOL,
-        description=f"`{environment}.duckdb`: a copy of prod with every declared PII column masked.",
+        retry_policy=WAREHOUSE_RETRY,
+        description=f"The {environment} environment: a copy of prod that only ever holds masked PII "
+        f"(on DuckDB `{environment}.duckdb`, on Snowflake a zero-copy clone with its masking policies).",
     )
-    def _clone(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def _clone(context: dg.AssetExecutionContext, warehouse: dg.ConfigurableResource) -> dg.MaterializeResult:
+        if isinstance(warehouse, SnowflakeResource):
+            database, role = snowflake_environment(environment)
+            statements = snowflake_clone_sql(os.environ["SNOWFLAKE_DATABASE"], database, role)
+            with warehouse.get_connection() as connection:
+                for statement in statements:
+                    connection.cursor().execute(statement)
+            context.log.info(f"Cloned prod into {database}, usage granted to {role}")
+            return dg.MaterializeResult(metadata={"database": database, "role": role})
         manifest, _, _ = raw_manifest()
         target = duckdb_path(environment)
         copied = clone_duckdb(duckdb_path(PROD), target, pii_columns(manifest), masking_salt(warehouse_dir()))

@@ -1,0 +1,54 @@
+"""The warehouse resource follows GREENERY_TARGET; the Snowflake path runs on fakesnow."""
+
+from datetime import datetime
+
+import dagster as dg
+import fakesnow
+import pytest
+from dagster_duckdb import DuckDBResource
+from dagster_snowflake import SnowflakeResource
+
+from greenery_orchestration.warehouse import newest_loaded_at, read_sql, warehouse_resource
+
+EVENTS = dg.AssetKey(["raw", "events"])
+
+
+@pytest.fixture
+def snowflake_env(monkeypatch):
+    monkeypatch.setenv("GREENERY_TARGET", "snowflake")
+    for name, value in {
+        "SNOWFLAKE_ACCOUNT": "greenery", "SNOWFLAKE_USER": "dagster", "SNOWFLAKE_PASSWORD": "s3cret-pw",
+        "SNOWFLAKE_ROLE": "TRANSFORMER", "SNOWFLAKE_WAREHOUSE": "TRANSFORMING", "SNOWFLAKE_DATABASE": "GREENERY",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SNOWFLAKE_PRIVATE_KEY_PATH", raising=False)
+
+
+def test_duckdb_by_default(warehouse):
+    resource = warehouse_resource()
+    assert isinstance(resource, DuckDBResource)
+    assert resource.database == str(warehouse / "prod.duckdb")
+
+
+def test_snowflake_reads_newest_rows_through_dagster_snowflake(snowflake_env, tmp_path):
+    assert isinstance(warehouse_resource(), SnowflakeResource)
+    with fakesnow.patch(db_path=str(tmp_path)):
+        resource = warehouse_resource().process_config_and_initialize()  # as a run gets it: variables resolved
+        with resource.get_connection() as connection:
+            cursor = connection.cursor()
+            cursor.execute("create schema if not exists GREENERY.raw")
+            cursor.execute("create or replace table GREENERY.raw.events (event_id varchar, created_at timestamp_ntz)")
+            cursor.execute("insert into GREENERY.raw.events values ('a', '2026-11-24 10:00:00'), ('b', '2026-11-25 09:30:00')")
+        newest = newest_loaded_at(
+            resource, {EVENTS: {"loaded_at_field": "created_at", "relation_name": "GREENERY.raw.events"}}
+        )
+        counted = read_sql(resource, "select count(*) as events from GREENERY.raw.events")
+    assert newest == {EVENTS: datetime(2026, 11, 25, 9, 30)}
+    assert counted["events"].tolist() == [2]
+
+
+def test_snowflake_credentials_are_resolved_late_and_never_shown(snowflake_env):
+    resource = warehouse_resource()
+    # The resource holds references to the variables, not their values.
+    assert "s3cret-pw" not in repr(resource)
+    assert "s3cret-pw" not in str(resource.model_dump())
