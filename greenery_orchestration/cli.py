@@ -43,17 +43,26 @@ def load_csv(args) -> int:
 
 
 def sample(args) -> int:
-    from greenery_orchestration.rawdata.sample import write_sample  # noqa: PLC0415
+    from greenery_orchestration.rawdata.sample import append_sample, write_sample  # noqa: PLC0415
 
-    end = datetime.now(UTC)
-    target = Path(args.csv_dir) if args.csv_dir else _prod_path()
-    print(
-        f"Generating {args.days} day(s) x {args.sessions_per_day:,} sessions ending {end:%Y-%m-%d %H:%M} UTC"
-        f" (seed {args.seed}) into {target}..."
-    )
-    counts = write_sample(
-        target, seed=args.seed, days=args.days, sessions_per_day=args.sessions_per_day, end=end
-    )
+    if args.append:
+        hours = args.hours or 1
+        print(f"Appending {hours} hour(s) at {args.sessions_per_day:,} sessions/day after the newest raw event...")
+        try:
+            counts = append_sample(
+                _prod_path(), seed=args.seed, hours=hours, sessions_per_day=args.sessions_per_day
+            )
+        except ValueError as error:
+            raise UserFacingError(str(error)) from None
+    else:
+        end = datetime.now(UTC)
+        window = {"hours": args.hours} if args.hours else {"days": args.days}
+        target = Path(args.csv_dir) if args.csv_dir else _prod_path()
+        print(
+            f"Generating {args.hours or args.days} {'hour' if args.hours else 'day'}(s) at "
+            f"{args.sessions_per_day:,} sessions/day ending {end:%Y-%m-%d %H:%M} UTC (seed {args.seed}) into {target}..."
+        )
+        counts = write_sample(target, seed=args.seed, sessions_per_day=args.sessions_per_day, end=end, **window)
     for table, rows in counts.items():
         print(f"  {table}: {rows:,} rows")
     return 0
@@ -142,6 +151,12 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--days", type=int, default=3, help="days of activity (default 3)")
     command.add_argument(
         "--sessions-per-day", type=int, default=400, help="browsing sessions per day (default 400)"
+    )
+    command.add_argument("--hours", type=int, help="a window of this many hours instead of --days")
+    command.add_argument(
+        "--append",
+        action="store_true",
+        help="add the next --hours (default 1) after the newest raw event, keeping what is there",
     )
     command.add_argument(
         "--csv-dir", help="write the seven CSVs to this folder instead of the warehouse's raw tables"

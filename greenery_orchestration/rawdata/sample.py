@@ -116,27 +116,36 @@ _HEX_GROUPS = [(0, 8), (8, 12), (12, 16), (16, 20), (20, 32)]
 _INT32_MAX = 2**31 - 1
 
 
-def sample_tables(*, seed: int, days: int, sessions_per_day: int, end: datetime) -> dict[str, pa.Table]:
-    """A synthetic Greenery data set of `days` days ending at `end` (UTC, tz-aware datetime), deterministic for `seed`.
+def sample_tables(
+    *, seed: int, sessions_per_day: int, end: datetime, days: int | None = None, hours: int | None = None
+) -> dict[str, pa.Table]:
+    """A synthetic Greenery data set of `days` (or `hours`) ending at `end` (UTC, tz-aware
+    datetime), deterministic for `seed` and `end`.
 
     Returns the seven raw tables (addresses, events, order_items, orders, products, promos,
     users) as Arrow tables with the columns of `raw_columns()`, in order. Timestamps are naive
-    UTC with whole seconds; every event and order timestamp lies in [end - days, end].
+    UTC with whole seconds; every event and order timestamp lies in the window before `end`.
+    The catalogue (products, promos) depends on `seed` alone, so windows generated with one seed
+    and different ends share it and can be appended to each other without key collisions.
     """
     if end.tzinfo is None or end.utcoffset() is None:
         raise ValueError("end must be a timezone-aware datetime")
-    if days < 1 or sessions_per_day < 1:
-        raise ValueError("days and sessions_per_day must be at least 1")
+    window_hours = hours if hours is not None else (days or 0) * 24
+    if window_hours < 1 or sessions_per_day < 1:
+        raise ValueError("the window (days or hours) and sessions_per_day must be at least 1")
     end_us = (end - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
     hi = end_us // 1_000_000  # last whole second <= end
-    lo = -((days * DAY * 1_000_000 - end_us) // 1_000_000)  # first whole second >= end - days
+    lo = -((window_hours * HOUR * 1_000_000 - end_us) // 1_000_000)  # first whole second >= window start
+    n_sessions = max(1, round(sessions_per_day * window_hours / 24))
 
     rng = np.random.default_rng(seed)
     columns = {}
     columns["products"], product_ids, price_cents = _products(rng)
     columns["promos"], promo_discount_cents = _promos(rng)
-    sessions = _sessions(rng, days * sessions_per_day, len(PRODUCT_NAMES), lo, hi)
-    n_users = max(MIN_USERS, int(days * sessions_per_day * USERS_PER_SESSION))
+    # Everything after the catalogue from a stream of this window's own.
+    rng = np.random.default_rng([seed, hi])
+    sessions = _sessions(rng, n_sessions, len(PRODUCT_NAMES), lo, hi)
+    n_users = max(MIN_USERS, int(n_sessions * USERS_PER_SESSION))
     session_user = rng.integers(n_users, size=sessions["count"])
     orders = _orders(rng, sessions, price_cents, promo_discount_cents, hi)
     user_ids, address_ids = _uuids(rng, n_users), _uuids(rng, n_users)
@@ -155,6 +164,28 @@ def sample_tables(*, seed: int, days: int, sessions_per_day: int, end: datetime)
         table: pa.table([columns[table][name] for name in names], names=list(names))
         for table, names in raw_columns().items()
     }
+
+
+def append_sample(warehouse: Path, *, seed: int, hours: int, sessions_per_day: int) -> dict[str, int]:
+    """The next `hours` of the shop, after the newest raw event, added to the raw tables of the
+    warehouse file in one transaction (new users and orders included; the catalogue is kept)."""
+    with duckdb.connect(str(warehouse)) as connection:
+        ((newest,),) = connection.execute("select max(created_at) from raw.events").fetchall()
+        if newest is None:
+            raise ValueError(f"no raw events in {warehouse} to append after: run `greenery sample` first")
+        end = newest.replace(tzinfo=timezone.utc) + timedelta(hours=hours, seconds=1)
+        tables = sample_tables(seed=seed, hours=hours, sessions_per_day=sessions_per_day, end=end)
+        appended = {t: rows for t, rows in tables.items() if t not in ("products", "promos")}
+        connection.execute("begin transaction")
+        try:
+            for table, rows in appended.items():
+                connection.register(f"sample_{table}", rows)
+                connection.execute(f"insert into raw.{table} by name select * from sample_{table}")
+            connection.execute("commit")
+        except BaseException:
+            connection.execute("rollback")
+            raise
+    return {table: rows.num_rows for table, rows in appended.items()}
 
 
 def write_sample(target: Path, **spec) -> dict[str, int]:

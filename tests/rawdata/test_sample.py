@@ -446,3 +446,34 @@ def test_end_in_another_time_zone_means_the_same_instant():
 def test_naive_end_is_refused():
     with pytest.raises(ValueError, match="timezone-aware"):
         sample_tables(seed=1, days=1, sessions_per_day=10, end=datetime(2024, 3, 15))
+
+
+def test_append_adds_the_next_hours_after_the_newest_event_without_key_collisions(tmp_path):
+    from greenery_orchestration.rawdata.sample import append_sample, write_sample
+
+    warehouse = tmp_path / "prod.duckdb"
+    write_sample(warehouse, seed=7, days=1, sessions_per_day=400, end=END)
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        ((newest_before, events_before, products_before),) = connection.execute(
+            "select (select max(created_at) from raw.events), (select count(*) from raw.events), "
+            "(select count(*) from raw.products)"
+        ).fetchall()
+
+    added = append_sample(warehouse, seed=7, hours=3, sessions_per_day=400)
+
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        ((events_after, distinct_events, oldest_new, newest_new),) = connection.execute(
+            "select count(*), count(distinct event_id), "
+            "min(created_at) filter (where created_at > ?), max(created_at) from raw.events",
+            [newest_before],
+        ).fetchall()
+        ((orphans,),) = connection.execute(
+            "select count(*) from raw.order_items i left join raw.products p using (product_id) "
+            "where p.product_id is null"
+        ).fetchall()
+        ((products_after,),) = connection.execute("select count(*) from raw.products").fetchall()
+    assert added["events"] > 0 and events_after == events_before + added["events"]
+    assert distinct_events == events_after  # no key collides with the first window's
+    assert oldest_new > newest_before
+    assert newest_new <= newest_before + timedelta(hours=3, seconds=1)
+    assert products_after == products_before and orphans == 0  # the catalogue is shared
