@@ -73,7 +73,7 @@ def run(args) -> int:
 
     ensure_dagster_home()
     _prepare_dbt_manifest()
-    succeeded = run_chain(allow_stale=args.allow_stale)
+    succeeded = run_chain(allow_stale=args.allow_stale, full_refresh=args.full_refresh)
     if succeeded:
         _print_funnel("step")
     return 0 if succeeded else 1
@@ -173,6 +173,11 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-stale",
         action="store_true",
         help="report raw data past its freshness error threshold as a warning and build anyway",
+    )
+    command.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild the incremental models (events, sessions) from all raw data",
     )
     command.set_defaults(command=run)
 

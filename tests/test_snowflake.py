@@ -33,6 +33,7 @@ from greenery_orchestration.rawdata.load_csv import load_csv_dir, replace_raw_ta
 from greenery_orchestration.rawdata.sample import sample_tables
 from greenery_orchestration.rawdata.schema import raw_columns
 from greenery_orchestration.settings import DBT_PROJECT_DIR, REPO_DIR
+from tests.slices import sliced_events
 
 COURSE_DATA = REPO_DIR.parent / "shared" / "greenery"
 
@@ -338,6 +339,125 @@ def test_source_freshness_passes_on_fresh_data(tmp_path, target_path):
     assert _freshness(emulated) == {"events": "pass", "orders": "pass"}
 
 
+# --- incremental models: three deliveries, then one full refresh ---------------------------------
+
+# Each incremental model, and where dbt writes the SQL it last ran for it (under target/run/greenery).
+INCREMENTAL_MODELS = {
+    "marts.fct_events": "marts/core/fct_events.sql",
+    "intermediate.int_sessions__aggregated": "intermediate/int_sessions__aggregated.sql",
+    "intermediate.int_session_products__aggregated": "intermediate/int_session_products__aggregated.sql",
+    "marts.fct_sessions": "marts/core/fct_sessions.sql",
+}
+
+
+def append_raw_rows(emulated: EmulatedSnowflake, table: str, rows: pd.DataFrame) -> None:
+    """Add rows to a raw table loaded before: a later delivery of its data."""
+    import snowflake.connector.pandas_tools
+
+    with emulated.connection() as connection:
+        success, _, written, _ = snowflake.connector.pandas_tools.write_pandas(
+            connection, rows, table.upper(), database=DATABASE, schema="RAW"
+        )
+        assert success and written == len(rows)
+
+
+def compared_relations(emulated: EmulatedSnowflake) -> list[str]:
+    """Every mart, and the two incremental intermediate models."""
+    marts = emulated.query("select table_name from information_schema.tables where table_schema = 'MARTS'")
+    return sorted(f"marts.{name.lower()}" for name, in marts) + [
+        "intermediate.int_session_products__aggregated", "intermediate.int_sessions__aggregated",
+    ]
+
+
+def relation_rows(emulated: EmulatedSnowflake, relation: str) -> pd.DataFrame:
+    """All rows but `updated_at` (the time of the build), sorted by every column, floats last."""
+    with emulated.connection() as connection:
+        frame = connection.cursor().execute(f"select * from {relation}").fetch_pandas_all()
+    frame = frame.drop(columns=[c for c in frame.columns if c.lower() == "updated_at"])
+    floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    frame = frame[[c for c in frame.columns if c not in floats] + floats]
+    return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)
+
+
+def assert_same_rows(incremental: pd.DataFrame, full: pd.DataFrame, relation: str) -> None:
+    """Row for row: exactly, but floating-point columns up to a relative 1e-9."""
+    assert list(incremental.columns) == list(full.columns), relation
+    assert len(incremental) == len(full), relation
+    floats = [c for c in full.columns if pd.api.types.is_float_dtype(full[c])]
+    exact = [c for c in full.columns if c not in floats]
+    pd.testing.assert_frame_equal(incremental[exact], full[exact], check_exact=True, obj=relation)
+    pd.testing.assert_frame_equal(incremental[floats], full[floats], check_exact=False, rtol=1e-9, atol=0, obj=relation)
+
+
+def test_three_incremental_builds_equal_one_full_refresh(tmp_path, target_path):
+    raw = sample_tables(seed=3, days=2, sessions_per_day=300, end=datetime.now(timezone.utc))
+    slices = sliced_events(raw["events"])
+
+    def fill(connection):
+        for table, rows in raw.items():
+            connection.register(f"sample_{table}", rows)
+        replace_raw_tables(connection, {table: f"sample_{table}" for table in raw_columns()})
+
+    tables = typed_raw_tables(fill)  # typed as the loader types them, then cut as the slices are
+    events = tables["events"]
+    assert events.event_id.is_unique
+    deliveries = [events[events.event_id.isin(d.column("event_id").to_pylist())] for d in slices.deliveries]
+    assert [len(d) for d in deliveries] == [d.num_rows for d in slices.deliveries]
+    assert sum(map(len, deliveries)) == len(events)
+
+    # A: the other raw tables in full, the events delivery by delivery, `dbt build` after each.
+    (tmp_path / "a").mkdir()
+    incremental = EmulatedSnowflake(tmp_path / "a", target_path)
+    load_raw_tables(incremental, tables | {"events": deliveries[0]})
+    for number, delivery in enumerate(deliveries):
+        if number:
+            append_raw_rows(incremental, "events", delivery)
+        run = incremental.dbt("build")
+        assert run.returncode == 0, f"delivery {number + 1}:\n{run.messages()}"
+        # The first build creates the incremental models; the next two MERGE into them.
+        for model, path in INCREMENTAL_MODELS.items():
+            executed = " ".join((target_path / "run" / "greenery" / "models" / path).read_text().split()).lower()
+            assert (f"merge into {DATABASE.lower()}.{model} as dbt_internal_dest" in executed) == (number > 0), model
+    assert incremental.query("select count(*) from raw.events") == [(len(events),)]
+
+    # B: every event at once, and a full refresh.
+    (tmp_path / "b").mkdir()
+    full = EmulatedSnowflake(tmp_path / "b", target_path)
+    load_raw_tables(full, tables)
+    run = full.dbt("build", "--full-refresh")
+    assert run.returncode == 0, run.messages()
+
+    relations = compared_relations(full)
+    assert relations == compared_relations(incremental) and len(relations) == 10
+    rows = {}
+    for relation in relations:
+        rows[relation] = relation_rows(incremental, relation), relation_rows(full, relation)
+        assert len(rows[relation][1]), relation
+        assert_same_rows(*rows[relation], relation)
+    # The views the emulation makes instead of temporary ones are gone again.
+    assert incremental.query("select table_name from information_schema.tables where table_name like '%DBT_TMP'") == []
+
+    # The session split across the first two deliveries, and the late event and its session:
+    # in A, whole, with every one of their events, and as in B.
+    late = events[events.event_id == slices.late_event_id].iloc[0]
+    assert late.created_at < deliveries[1].created_at.max()  # older than events A had already seen
+    split = events[events.session_id == slices.split_session_id]
+    assert split.event_id.isin(deliveries[0].event_id).any() and split.event_id.isin(deliveries[1].event_id).any()
+    (sessions, full_sessions), (fct_events, full_fct_events) = rows["marts.fct_sessions"], rows["marts.fct_events"]
+    for session_id in (slices.split_session_id, late.session_id):
+        found = sessions[sessions.SESSION_ID == session_id].reset_index(drop=True)
+        assert len(found) == 1, session_id
+        assert_same_rows(found, full_sessions[full_sessions.SESSION_ID == session_id].reset_index(drop=True), session_id)
+        own = events[(events.session_id == session_id) & (events.event_type != "package_shipped")]
+        assert found.PAGE_VIEWS[0] + found.ADD_TO_CARTS[0] + found.CHECKOUTS[0] == len(own)
+        assert (found.SESSION_STARTED_AT[0], found.SESSION_ENDED_AT[0]) == (own.created_at.min(), own.created_at.max())
+    found = fct_events[fct_events.EVENT_ID == slices.late_event_id].reset_index(drop=True)
+    assert len(found) == 1
+    assert_same_rows(found, full_fct_events[full_fct_events.EVENT_ID == slices.late_event_id].reset_index(drop=True),
+                     slices.late_event_id)
+    assert (found.SESSION_ID[0], found.CREATED_AT[0]) == (late.session_id, late.created_at)
+
+
 # --- PII masking: the SQL Snowflake gets, and the step on the emulation ----------------------
 
 
@@ -441,11 +561,23 @@ OVERRIDES_INLINE = """
 {%- set target_relation = api.Relation.create(database=target.database, schema="snapshots", identifier="orders_snapshot") -%}
 {%- set staging = api.Relation.create(database=target.database, schema="snapshots", identifier="orders_snapshot__dbt_tmp") -%}
 {%- set columns = ['"ORDER_ID"', '"STATUS"'] -%}
+{%- set model = api.Relation.create(database=target.database, schema="marts", identifier="fct_sessions") -%}
+{%- set new_rows = api.Relation.create(database=target.database, schema="marts", identifier="fct_sessions__dbt_tmp") -%}
+{%- set model_columns = [api.Column.create("SESSION_ID", "varchar"), api.Column.create("PAGE_VIEWS", "number")] -%}
+{%- set keys = ["session_id", "page_views"] -%}
 {{ tojson({
     "temporary": [snowflake__create_table_temporary_sql(staging, "select 1 as a"),
                   dbt.snowflake__create_table_temporary_sql(staging, "select 1 as a")],
     "merge": [snowflake__snapshot_merge_sql(target_relation, staging, columns),
               dbt.snowflake__snapshot_merge_sql(target_relation, staging, columns)],
+    "view": [snowflake__create_view_as_with_temp_flag(new_rows, "select 1 as a", True),
+             dbt.snowflake__create_view_as_with_temp_flag(new_rows, "select 1 as a", True)],
+    "plain_view": [snowflake__create_view_as_with_temp_flag(new_rows, "select 1 as a"),
+                   dbt.snowflake__create_view_as_with_temp_flag(new_rows, "select 1 as a")],
+    "incremental_merge": [snowflake__get_merge_sql(model, new_rows, "session_id", model_columns, none),
+                          dbt.snowflake__get_merge_sql(model, new_rows, "session_id", model_columns, none)],
+    "composite_merge": [snowflake__get_merge_sql(model, new_rows, keys, model_columns, none),
+                        dbt.snowflake__get_merge_sql(model, new_rows, keys, model_columns, none)],
     "transaction": [snowflake_dml_explicit_transaction("delete from x"),
                     dbt.snowflake_dml_explicit_transaction("delete from x")],
 }) }}
@@ -465,6 +597,11 @@ def test_the_emulation_overrides_change_nothing_on_real_snowflake(built):
     assert "create or replace temporary table" in rendered["temporary"][0]
     assert rendered["merge"][0].split()[0] == "begin;" and rendered["merge"][0].split()[-1] == "commit;"
     assert 'values ("ORDER_ID", "STATUS")' in rendered["merge"][0]
+    assert "create or replace temporary view GREENERY.marts.fct_sessions__dbt_tmp" in " ".join(rendered["view"][0].split())
+    for merge in ("incremental_merge", "composite_merge"):
+        statement = " ".join(rendered[merge][0].split())
+        assert statement.startswith("begin; merge into GREENERY.marts.fct_sessions as DBT_INTERNAL_DEST")
+        assert statement.endswith('values ("SESSION_ID", "PAGE_VIEWS") ; commit;'), statement
 
 
 # --- the clone, and the profile -----------------------------------------------------------------

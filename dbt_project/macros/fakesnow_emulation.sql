@@ -9,8 +9,9 @@
    Every override is inert unless GREENERY_SNOWFLAKE_EMULATED=true: otherwise it returns what the
    real dbt-snowflake implementation returns (`dbt.<name>` reaches the adapter's own macro, which
    a same-named macro of this project shadows), so on real Snowflake this file changes no SQL.
-   The overrides: temporary tables (+ post_snapshot), the snapshot MERGE, explicit transactions,
-   masking-policy statements. Each says below what fakesnow cannot do without it. #}
+   The overrides: temporary tables (+ post_snapshot) and views, the snapshot MERGE and the
+   incremental one, explicit transactions, masking-policy statements. Each says below what
+   fakesnow cannot do without it. #}
 
 {% macro greenery_snowflake_emulated() -%}
     {{ return(env_var('GREENERY_SNOWFLAKE_EMULATED', 'false') | lower == 'true') }}
@@ -33,6 +34,19 @@
         {%- set statement = statement | replace('create or replace temporary table', 'create or replace table') -%}
     {%- endif -%}
     {{ return(statement) }}
+{%- endmacro %}
+
+
+{# Temporary views (the relation an incremental model's new rows are selected into before its
+   MERGE). Snowflake creates a session-scoped temporary view in any schema; DuckDB, like its
+   temporary tables, only in its `temp` catalog, so `create or replace temporary view
+   DB.SCHEMA.X__dbt_tmp` fails on fakesnow the same way. Emulated, it is dbt-snowflake's own
+   statement for an ordinary view (`is_temporary` false), which the incremental materialization
+   drops again once merged (`drop_relation_if_exists(tmp_relation)`). Views that are not
+   temporary (every view model) render exactly as before. #}
+{% macro snowflake__create_view_as_with_temp_flag(relation, sql, is_temporary=False) -%}
+    {%- set is_temporary = is_temporary and not greenery_snowflake_emulated() -%}
+    {{ return(dbt.snowflake__create_view_as_with_temp_flag(relation, sql, is_temporary)) }}
 {%- endmacro %}
 
 
@@ -65,6 +79,32 @@
             {% do exceptions.raise_compiler_error("fakesnow emulation: dbt's snapshot MERGE changed: " ~ statement) %}
         {%- endif -%}
         {%- set statement = statement | replace(bare, "values (" ~ qualified | join(', ') ~ ")") -%}
+    {%- endif -%}
+    {{ return(statement) }}
+{%- endmacro %}
+
+
+{# The incremental MERGE (incremental_strategy='merge' with a unique_key, one column or
+   several). The same bare `when not matched then insert (cols) values (cols)` as the
+   snapshot's, and the same "Ambiguous reference to column name" on fakesnow. Emulated, it is
+   dbt-snowflake's own MERGE with the inserted values (the last parenthesised column list)
+   qualified by the source alias, which means the same on Snowflake. Without a unique_key
+   dbt-snowflake writes a plain INSERT, left as it is. #}
+{% macro snowflake__get_merge_sql(target, source_sql, unique_key, dest_columns, incremental_predicates) -%}
+    {%- set statement = dbt.snowflake__get_merge_sql(
+        target, source_sql, unique_key, dest_columns, incremental_predicates) -%}
+    {%- if greenery_snowflake_emulated() and unique_key -%}
+        {%- set names = dest_columns | map(attribute='name') | list -%}
+        {%- set bare = "(" ~ get_quoted_csv(names) ~ ")" -%}
+        {%- set qualified = [] -%}
+        {%- for name in names -%}
+            {%- do qualified.append("DBT_INTERNAL_SOURCE." ~ adapter.quote(name)) -%}
+        {%- endfor -%}
+        {%- set parts = statement.rpartition(bare) -%}
+        {%- if not parts[1] or not parts[0].rstrip().endswith('values') -%}
+            {% do exceptions.raise_compiler_error("fakesnow emulation: dbt's incremental MERGE changed: " ~ statement) %}
+        {%- endif -%}
+        {%- set statement = parts[0] ~ "(" ~ qualified | join(', ') ~ ")" ~ parts[2] -%}
     {%- endif -%}
     {{ return(statement) }}
 {%- endmacro %}

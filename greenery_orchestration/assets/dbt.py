@@ -18,6 +18,9 @@ from greenery_orchestration.warehouse import read_sql
 WAREHOUSE_POOL = "warehouse"
 PII_MASKING_KEY = dg.AssetKey(["governance", "pii_masking"])
 ORDERS_SNAPSHOT_KEY = dg.AssetKey(["snapshots", "orders_snapshot"])
+# A run tag, so it reaches every step of the models: Dagster runs the checks on raw tables as a
+# step of their own, before the masking, and a step's config would reach only one of the two.
+FULL_REFRESH_TAG = "greenery/full_refresh"
 
 # The schedule runs every 3 hours by day and pauses 9 hours at night: a mart older than one
 # missed run warns, older than the night plus a missed run fails.
@@ -83,9 +86,11 @@ def greenery_snapshots(context: dg.AssetExecutionContext, dbt: DbtCliResource) -
 def greenery_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ConfigurableResource
 ) -> Iterator:
+    # Launch with the tag greenery/full_refresh=true to rebuild the incremental models whole.
+    full_refresh = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
     # dbt holds the warehouse's only write lock until it exits: report the funnel after that.
     held_back = []
-    for event in _dbt_build(context, dbt):
+    for event in _dbt_build(context, dbt, ["--full-refresh"] if full_refresh else []):
         if isinstance(event, dg.Output) and context.asset_key_for_output(event.output_name) in FUNNEL_REPORTS:
             held_back.append(event)
         else:
@@ -94,11 +99,11 @@ def greenery_models(
         yield output.with_metadata({**output.metadata, **_funnel_metadata(context, warehouse, output)})
 
 
-def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator:
+def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, flags: list[str] = ()) -> Iterator:
     """`dbt build` of the selection; a dbt error that is not a failed test fails the step."""
     # dagster-dbt 0.29 reads `context.op`, deprecated on AssetExecutionContext: hand it the
     # op context it wants, so every run stays free of deprecation warnings.
-    invocation = dbt.cli(["build"], context=context.op_execution_context, raise_on_error=False)
+    invocation = dbt.cli(["build", *flags], context=context.op_execution_context, raise_on_error=False)
     failed_checks = 0
     for event in invocation.stream():
         if isinstance(event, dg.AssetCheckResult) and not event.passed:

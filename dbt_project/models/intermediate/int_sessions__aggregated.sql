@@ -1,6 +1,31 @@
+{{ config(
+    materialized='incremental',
+    unique_key='session_id',
+    incremental_strategy='merge',
+    on_schema_change='fail',
+) }}
+
 with events as (
     select * from {{ ref('stg_greenery__events') }}
+    -- A shipping notice arrives days later; it is not something the visitor did.
+    where event_type != 'package_shipped'
 ),
+
+{% if is_incremental() %}
+recent_sessions as (
+    {{ recent_sessions('events', 'session_ended_at') }}
+),
+
+events_of_sessions as (
+    select events.*
+    from events
+    inner join recent_sessions on events.session_id = recent_sessions.session_id
+),
+{% else %}
+events_of_sessions as (
+    select * from events
+),
+{% endif %}
 
 sessions_aggregated as (
     select
@@ -13,9 +38,7 @@ sessions_aggregated as (
         count(case when event_type = 'checkout' then 1 end) as checkouts,
         min(created_at) as session_started_at,
         max(created_at) as session_ended_at
-    from events
-    -- A shipping notice arrives days later; it is not something the visitor did.
-    where event_type != 'package_shipped'
+    from events_of_sessions
     group by session_id
 ),
 

@@ -1,5 +1,16 @@
+{{ config(
+    materialized='incremental',
+    unique_key='event_id',
+    incremental_strategy='merge',
+    on_schema_change='fail',
+) }}
+
 with events as (
     select * from {{ ref('stg_greenery__events') }}
+    {% if is_incremental() %}
+    -- New events, and late ones up to lookback_hours behind the newest already here.
+    where created_at > (select {{ dbt.dateadd('hour', -var('lookback_hours'), 'max(created_at)') }} from {{ this }})
+    {% endif %}
 ),
 
 final as (

@@ -1,5 +1,16 @@
+{{ config(
+    materialized='incremental',
+    unique_key='session_id',
+    incremental_strategy='merge',
+    on_schema_change='fail',
+) }}
+
 with sessions as (
     select * from {{ ref('int_sessions__aggregated') }}
+    {% if is_incremental() %}
+    -- Every session the intermediate model rebuilt ends after this.
+    where session_ended_at > (select {{ dbt.dateadd('hour', -var('lookback_hours'), 'max(session_ended_at)') }} from {{ this }})
+    {% endif %}
 ),
 
 final as (
