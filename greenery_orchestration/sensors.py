@@ -31,9 +31,7 @@ def docs_and_clone_after_production(context: dg.RunStatusSensorContext) -> dg.Ru
     description="Alert on a failed run of either job, naming its failed steps and checks.",
 )
 def alert_on_failed_run(context: dg.RunFailureSensorContext) -> None:
-    alert = alerts.run_alert(context.instance, context.dagster_run)
-    if alert:
-        alerts.send(alert)
+    _send_run_alert(context)
 
 
 @dg.run_status_sensor(
@@ -43,6 +41,10 @@ def alert_on_failed_run(context: dg.RunFailureSensorContext) -> None:
     description="Alert on a successful run whose checks warned (a run-failure sensor never sees them).",
 )
 def alert_on_warnings(context: dg.RunStatusSensorContext) -> None:
+    _send_run_alert(context)
+
+
+def _send_run_alert(context: dg.RunStatusSensorContext) -> None:
     alert = alerts.run_alert(context.instance, context.dagster_run)
     if alert:
         alerts.send(alert)

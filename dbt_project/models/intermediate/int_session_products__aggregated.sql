@@ -14,21 +14,9 @@ order_items as (
     select * from {{ ref('stg_greenery__order_items') }}
 ),
 
-{% if is_incremental() %}
-recent_sessions as (
-    {{ recent_sessions('events', 'last_event_at') }}
-),
-
 events_of_sessions as (
-    select events.*
-    from events
-    inner join recent_sessions on events.session_id = recent_sessions.session_id
+    {{ events_of_recent_sessions('events', 'last_event_at') }}
 ),
-{% else %}
-events_of_sessions as (
-    select * from events
-),
-{% endif %}
 
 product_events_by_session as (
     select

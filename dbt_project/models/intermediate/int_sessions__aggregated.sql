@@ -11,21 +11,9 @@ with events as (
     where event_type != 'package_shipped'
 ),
 
-{% if is_incremental() %}
-recent_sessions as (
-    {{ recent_sessions('events', 'session_ended_at') }}
-),
-
 events_of_sessions as (
-    select events.*
-    from events
-    inner join recent_sessions on events.session_id = recent_sessions.session_id
+    {{ events_of_recent_sessions('events', 'session_ended_at') }}
 ),
-{% else %}
-events_of_sessions as (
-    select * from events
-),
-{% endif %}
 
 sessions_aggregated as (
     select
