@@ -40,13 +40,15 @@ def test_loads_the_seven_tables_with_declared_types(tmp_path, csv_dir, course_da
             "select column_name, data_type from information_schema.columns "
             "where table_schema = 'raw' and table_name = 'orders' order by ordinal_position"
         ).fetchall()
+        first = pd.read_csv(course_data / "events.csv", dtype=str).iloc[0]
         first_event_at = connection.execute(
-            "select created_at from raw.events where event_id = '5c357e7e-2b8d-4a59-ae41-816f8e5f45d6'"
+            "select created_at from raw.events where event_id = ?", [first.event_id]
         ).fetchall()[0][0]
     assert [name for name, _ in described] == list(raw_columns()["orders"])
     assert dict(described)["created_at"] == "TIMESTAMP"
     assert dict(described)["order_total"] == "DOUBLE"
-    assert str(first_event_at) == "2021-02-11 23:30:33"
+    # Written 2021-02-11T23:30:33Z in the file: UTC, kept as a naive timestamp.
+    assert first_event_at.isoformat() + "Z" == first.created_at
 
 
 def test_timestamps_with_an_offset_become_utc(tmp_path, csv_dir):
