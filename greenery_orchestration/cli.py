@@ -6,6 +6,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
+
 from greenery_orchestration.settings import duckdb_path, ensure_dagster_home, warehouse_dir
 
 # There is no internet where this runs, and dbt would otherwise try to phone home.
@@ -19,6 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserFacingError as error:
         print(f"greenery: {error}", file=sys.stderr)
         return 2
+    except duckdb.IOException as error:
+        # DuckDB allows one writer per file: a run holding it is no reason for a traceback.
+        if "lock" not in str(error).lower():
+            raise
+        print(f"greenery: the warehouse is in use by another process (a run?); try again when it ends. "
+              f"{str(error).splitlines()[0]}", file=sys.stderr)
+        return 3
 
 
 class UserFacingError(Exception):
@@ -26,8 +35,6 @@ class UserFacingError(Exception):
 
 
 def load_csv(args) -> int:
-    import duckdb  # noqa: PLC0415 - keep `greenery --help` fast
-
     from greenery_orchestration.rawdata.load_csv import RawDataError, load_csv_dir  # noqa: PLC0415
 
     path = _prod_path()
@@ -103,8 +110,6 @@ def funnel(args) -> int:
 
 
 def _print_funnel(by: str) -> None:
-    import duckdb  # noqa: PLC0415
-
     from greenery_orchestration.funnel import as_text, read_funnel  # noqa: PLC0415
 
     path = duckdb_path()
