@@ -114,13 +114,30 @@ def test_every_check_but_freshness_passed_in_the_run(course_run):
     }
 
 
-def test_the_chain_passes_every_check_on_sample_data_loaded_from_csv(warehouse, tmp_path, capsys):
+SECRETS = {
+    "GREENERY_MASKING_SALT": "salt-s3cret-4711",
+    "SNOWFLAKE_PASSWORD": "pw-s3cret-4711",
+    "DAGSTER_PG_PASSWORD": "pg-s3cret-4711",
+}
+
+
+def test_the_chain_passes_every_check_on_sample_data_loaded_from_csv(warehouse, tmp_path, capsys, monkeypatch):
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
     assert main(["sample", "--days", "2", "--sessions-per-day", "300", "--csv-dir", str(tmp_path / "csv")]) == 0
     assert main(["load-csv", str(tmp_path / "csv")]) == 0
 
     assert main(["run"]) == 0
 
-    shown = capsys.readouterr().out
+    captured = capsys.readouterr()
+    shown = captured.out
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(limit=2)
+        logged = "".join(dg.serialize_value(entry) for run in runs for entry in instance.all_logs(run.run_id))
+    assert len(runs) == 2 and len(logged) > 10_000
+    for secret in SECRETS.values():
+        assert secret not in shown + captured.err
+        assert secret not in logged  # no secret in the event log
     assert "run " in shown and "of greenery_production succeeded" in shown
     assert "materialized marts/fct_funnel" in shown
     funnel = _mart(warehouse / "prod.duckdb", "select sessions from marts.fct_funnel order by step_number")
