@@ -3,7 +3,10 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,6 +44,22 @@ def warehouse(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("GREENERY_WAREHOUSE_DIR", str(folder))
     monkeypatch.setenv("GREENERY_DOCS_DIR", str(tmp_path / "docs-site"))
     return folder
+
+
+@contextmanager
+def another_writer(database: Path):
+    """Another process holding the one write lock DuckDB allows on `database`, as a run does."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); sys.stdin.read()",
+         str(database)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.communicate("", timeout=30)
 
 
 @pytest.fixture(scope="session")

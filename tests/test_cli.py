@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from greenery_orchestration.cli import main
+from tests.conftest import another_writer
 
 GREENERY = str(Path(sys.executable).with_name("greenery"))
 
@@ -48,14 +49,6 @@ def test_funnel_prints_each_mart_after_a_run(by, course_run, capsys, monkeypatch
 
 
 def test_load_csv_while_a_run_holds_the_warehouse_says_so(warehouse, course_data, capsys):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); sys.stdin.read()",
-         str(warehouse / "prod.duckdb")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with another_writer(warehouse / "prod.duckdb"):
         assert main(["load-csv", str(course_data)]) == 3
-    finally:
-        holder.communicate("", timeout=30)
     assert "the warehouse is in use by another process" in capsys.readouterr().err

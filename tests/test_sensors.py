@@ -1,12 +1,11 @@
 """The sensors, evaluated through Dagster's testing API against real runs and a real warehouse."""
 
-import subprocess
-import sys
 
 import dagster as dg
 import duckdb
 
 from greenery_orchestration.cli import main
+from tests.conftest import another_writer
 from greenery_orchestration.warehouse import warehouse_resource
 from greenery_orchestration.sensors import (
     alert_on_failed_run,
@@ -76,17 +75,10 @@ def test_freshness_sensor_alerts_once_per_incident_and_once_on_recovery(warehous
 
 def test_freshness_sensor_skips_while_a_run_writes_the_warehouse(warehouse, course_data, alert_inbox):
     assert main(["load-csv", str(course_data)]) == 0
-    # Another process holds the one writer's lock DuckDB allows, as a run does.
-    writer = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); sys.stdin.read()",
-         str(warehouse / "prod.duckdb")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert writer.stdout.readline().strip() == "locked"
-        result = raw_freshness_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.get(), resources={"warehouse": warehouse_resource()}))
-    finally:
-        writer.communicate("", timeout=30)
+    with another_writer(warehouse / "prod.duckdb"):
+        result = raw_freshness_sensor(
+            dg.build_sensor_context(instance=dg.DagsterInstance.get(), resources={"warehouse": warehouse_resource()})
+        )
     assert isinstance(result, dg.SkipReason)
     assert "warehouse busy" in result.skip_message
     assert alert_inbox.received == []
