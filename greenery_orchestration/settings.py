@@ -23,6 +23,11 @@ def duckdb_path(environment: str = PROD) -> Path:
     return warehouse_dir() / f"{environment}.duckdb"
 
 
+def duckdb_memory_limit() -> str:
+    """How much memory DuckDB may take before it spills to disk, for dbt and for the clones."""
+    return os.environ.get("GREENERY_DUCKDB_MEMORY_LIMIT", "3GB")
+
+
 def dagster_home() -> Path:
     """The Dagster instance folder: DAGSTER_HOME, or .dagster in the working directory."""
     return Path(os.environ.get("DAGSTER_HOME", ".dagster")).resolve()

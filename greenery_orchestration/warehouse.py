@@ -9,7 +9,6 @@ import dagster as dg
 import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
-from dagster_snowflake import SnowflakeResource
 
 from greenery_orchestration.settings import PROD, duckdb_path
 
@@ -25,8 +24,11 @@ def target() -> str:
     return os.environ.get("GREENERY_TARGET", "duckdb")
 
 
-def warehouse_resource() -> DuckDBResource | SnowflakeResource:
+def warehouse_resource() -> dg.ConfigurableResource:
     if target() == "snowflake":
+        # Imported only here: dagster-snowflake and its connector take seconds to load.
+        from dagster_snowflake import SnowflakeResource  # noqa: PLC0415
+
         # EnvVar: resolved when a run or sensor starts, and never shown in the UI or the logs.
         key_path = os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")
         return SnowflakeResource(
@@ -44,23 +46,23 @@ def warehouse_resource() -> DuckDBResource | SnowflakeResource:
     return DuckDBResource(database=str(duckdb_path(PROD)))
 
 
-def read_sql(warehouse: DuckDBResource | SnowflakeResource, sql: str) -> pd.DataFrame:
+def read_sql(warehouse: dg.ConfigurableResource, sql: str) -> pd.DataFrame:
     """One query's result, on either warehouse, with lower-case column names."""
     with warehouse.get_connection() as connection:
-        if isinstance(warehouse, SnowflakeResource):
+        if isinstance(warehouse, DuckDBResource):
+            frame = connection.execute(sql).df()
+        else:
             cursor = connection.cursor()
             cursor.execute(sql)
             frame = pd.DataFrame(cursor.fetchall(), columns=[c[0] for c in cursor.description])
-        else:
-            frame = connection.execute(sql).df()
     return frame.rename(columns=str.lower)
 
 
 def newest_loaded_at(
-    warehouse: DuckDBResource | SnowflakeResource, criteria: dict[dg.AssetKey, dict]
+    warehouse: dg.ConfigurableResource, criteria: dict[dg.AssetKey, dict]
 ) -> dict[dg.AssetKey, datetime | None]:
     """max(loaded_at_field) of each source, in one short read."""
-    if isinstance(warehouse, SnowflakeResource):
+    if not isinstance(warehouse, DuckDBResource):
         return {key: _newest_on_snowflake(warehouse, criterion) for key, criterion in criteria.items()}
     path = duckdb_path(PROD)
     if not path.exists():
@@ -83,7 +85,7 @@ def _newest(connection, criterion: dict) -> datetime | None:
         return None
 
 
-def _newest_on_snowflake(warehouse: SnowflakeResource, criterion: dict) -> datetime | None:
+def _newest_on_snowflake(warehouse: dg.ConfigurableResource, criterion: dict) -> datetime | None:
     frame = read_sql(warehouse, f"select max({criterion['loaded_at_field']}) as newest from {criterion['relation_name']}")
     value = frame["newest"].iloc[0]
     return None if pd.isna(value) else pd.Timestamp(value).tz_localize(None).to_pydatetime()

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-from dagster_snowflake import SnowflakeResource
+from dagster_duckdb import DuckDBResource
 
 from greenery_orchestration.assets.dbt import WAREHOUSE_POOL
 from greenery_orchestration.assets.sources import raw_manifest
 from greenery_orchestration.chain.docs import DBT_DOCS_KEY
 from greenery_orchestration.chain.masking import masking_salt, pii_columns
-from greenery_orchestration.settings import PROD, duckdb_path, warehouse_dir
+from greenery_orchestration.settings import PROD, duckdb_memory_limit, duckdb_path, warehouse_dir
 from greenery_orchestration.warehouse import WAREHOUSE_RETRY, target
 
 ENVIRONMENTS = ["dev", "ci"]
@@ -37,7 +37,7 @@ def clone_duckdb(prod: Path, target: Path, pii: dict[str, list[str]], salt: str)
 
 def _copy_masked(prod: Path, partial: Path, pii: dict[str, list[str]], salt: str) -> dict[str, int]:
     copied = {}
-    with duckdb.connect(str(partial)) as connection:
+    with duckdb.connect(str(partial), config={"memory_limit": duckdb_memory_limit()}) as connection:
         connection.execute("attach ? as prod (read_only)", [str(prod)])
         relations = connection.execute(
             "select table_schema, table_name from information_schema.tables "
@@ -101,7 +101,7 @@ def environment_clone(environment: str) -> dg.AssetsDefinition:
         f"(on DuckDB `{environment}.duckdb`, on Snowflake a zero-copy clone with its masking policies).",
     )
     def _clone(context: dg.AssetExecutionContext, warehouse: dg.ConfigurableResource) -> dg.MaterializeResult:
-        if isinstance(warehouse, SnowflakeResource):
+        if not isinstance(warehouse, DuckDBResource):
             database, role = snowflake_environment(environment)
             statements = snowflake_clone_sql(os.environ["SNOWFLAKE_DATABASE"], database, role)
             with warehouse.get_connection() as connection:

@@ -1,0 +1,718 @@
+"""Benchmark of the greenery chain: generator, orchestration overhead, the floor, incremental
+builds, memory and start-up, at 1, 10 or 100 million events.
+
+    .venv/bin/python bench/run.py --events 1M            # default: 1M events, 3 repeats
+    .venv/bin/python bench/run.py --events 1M,10M --repeat 1
+
+Prints a markdown table and writes the same figures as JSON to bench/results/. Not part of the
+test suite. Every figure is the median of --repeat runs. Everything it writes (warehouses,
+Dagster instances, dbt target folders) lives under --workdir, deleted at the end unless --keep.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DBT_DIR = REPO / "dbt_project"
+RESULTS = REPO / "bench" / "results"
+PYTHON = sys.executable
+BIN = Path(sys.executable).parent
+EVENTS_PER_SESSION = 6.2  # measured: ~3.2 page views, 1.7 adds, 0.62 checkouts, ~0.6 shipments
+CHUNK_EVENTS = 3_000_000  # at most this many events generated at once (~0.43 GB per million)
+GIB = 1024**3
+
+TARGETS = {  # at 100M events, on 2 cores
+    "orchestration_overhead": 1.15,
+    "marts_vs_floor": 1.5,
+    "incremental_vs_full": 0.1,
+    "peak_memory_gib": 4.0,
+    "definitions_vs_import": 1.3,
+}
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _tree_rss(root: int) -> int:
+    """Summed resident memory (bytes) of `root` and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/statm") as f:
+                pages = int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+        rss[int(entry)] = pages * os.sysconf("SC_PAGE_SIZE")
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def run(cmd: list[str], env: dict | None = None, cwd: Path | None = None, log: Path | None = None) -> dict:
+    """Run a command; wall seconds, peak tree RSS (polled) and peak single-process RSS (wait4)."""
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
+    started = time.perf_counter()
+    process = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    peak = [0]
+    done = threading.Event()
+
+    def poll():
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss(process.pid))
+            done.wait(0.25)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    done.set()
+    poller.join()
+    if log:
+        out.close()
+    return {
+        "seconds": seconds,
+        "returncode": process.returncode,
+        "peak_tree_rss_bytes": peak[0],
+        "peak_process_rss_bytes": usage.ru_maxrss * 1024,  # max over the process and waited descendants
+    }
+
+
+def check(result: dict, what: str, log: Path | None = None) -> dict:
+    if result["returncode"] != 0:
+        tail = log.read_text()[-3000:] if log and log.exists() else ""
+        raise SystemExit(f"bench: {what} failed (exit {result['returncode']}); log {log}\n{tail}")
+    return result
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+# --------------------------------------------------------------------------- data
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().upper()
+    factor = {"K": 1_000, "M": 1_000_000, "G": 1_000_000_000}.get(text[-1], 1)
+    return int(float(text.rstrip("KMG")) * factor)
+
+
+def label(events: int) -> str:
+    if events % 1_000_000 == 0:
+        return f"{events // 1_000_000}M"
+    return f"{events // 1_000}K" if events % 1_000 == 0 else str(events)
+
+
+def generate(path: Path, events: int, seed: int) -> dict:
+    """`greenery sample` at `events`, in day-sized chunks ending now: write_sample for the first
+    day, append_sample (24 h after the newest event) for the rest. Runs in its own process."""
+    days = max(3, -(-events // CHUNK_EVENTS))
+    sessions_per_day = max(1, round(events / days / EVENTS_PER_SESSION))
+    code = f"""
+import json, time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from greenery_orchestration.rawdata.sample import append_sample, write_sample
+path, days, spd = Path({str(path)!r}), {days}, {sessions_per_day}
+start = time.perf_counter()
+counts = write_sample(path, seed={seed}, sessions_per_day=spd, days=1,
+                      end=datetime.now(UTC) - timedelta(days=days - 1))
+events = counts["events"]
+for _ in range(days - 1):
+    events += append_sample(path, seed={seed}, hours=24, sessions_per_day=spd)["events"]
+print(json.dumps({{"events": events, "seconds": time.perf_counter() - start}}))
+"""
+    path.unlink(missing_ok=True)
+    log = path.with_suffix(".generate.log")
+    result = run([PYTHON, "-c", code], log=log)
+    check(result, "generator", log)
+    measured = json.loads(log.read_text().strip().splitlines()[-1])
+    return {
+        "days": days,
+        "sessions_per_day": sessions_per_day,
+        "events": measured["events"],
+        "seconds": measured["seconds"],
+        "process_seconds": result["seconds"],
+        "events_per_second": measured["events"] / measured["seconds"],
+        "peak_tree_rss_bytes": result["peak_tree_rss_bytes"],
+    }
+
+
+def append_one_percent(path: Path, events: int, seed: int) -> int:
+    """One hour more after the newest event, at a session rate giving ~1% more events."""
+    sessions_per_day = max(1, round(0.01 * events * 24 / EVENTS_PER_SESSION))
+    code = (
+        "from pathlib import Path; from greenery_orchestration.rawdata.sample import append_sample; "
+        f"print(append_sample(Path({str(path)!r}), seed={seed}, hours=1, sessions_per_day={sessions_per_day})['events'])"
+    )
+    out = subprocess.run([PYTHON, "-c", code], check=True, capture_output=True, text=True, cwd=REPO)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def fresh_warehouse(source: Path, folder: Path) -> Path:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    shutil.copy(source, folder / "prod.duckdb")
+    # One salt for every side, so the clones do the same work.
+    (folder / ".masking_salt").write_text("bench-salt\n")
+    return folder
+
+
+# --------------------------------------------------------------------------- the chain
+
+
+def base_env(workdir: Path) -> dict:
+    env = dict(os.environ)
+    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    env.pop("GREENERY_ALERT_URLS", None)  # a benchmark alerts nobody
+    env.pop("DAGSTER_PG_HOST", None)
+    return env
+
+
+def greenery_run(warehouse: Path, home: Path, env: dict, full_refresh: bool = False) -> dict:
+    """`greenery run` in its own process, with its own DAGSTER_HOME, warehouse and docs folder."""
+    if home.exists():
+        shutil.rmtree(home)
+    env = {
+        **env,
+        "DAGSTER_HOME": str(home),
+        "GREENERY_WAREHOUSE_DIR": str(warehouse),
+        "GREENERY_DOCS_DIR": str(warehouse / "docs-site"),
+    }
+    log = home.with_suffix(".log")
+    cmd = [str(BIN / "greenery"), "run", *(["--full-refresh"] if full_refresh else [])]
+    result = check(run(cmd, env=env, cwd=REPO, log=log), "greenery run", log)
+    result["steps"] = dagster_steps(home, env)
+    return result
+
+
+def dagster_steps(home: Path, env: dict) -> dict:
+    """Seconds per run and per step, from the Dagster event log of the instance in `home`."""
+    code = """
+import json, dagster as dg
+out = {}
+with dg.DagsterInstance.get() as instance:
+    for run in instance.get_runs():
+        starts, steps, bounds = {}, {}, []
+        for entry in instance.all_logs(run.run_id):
+            event = entry.dagster_event
+            if event is None:
+                continue
+            kind = event.event_type_value
+            if kind in ("RUN_START", "RUN_SUCCESS", "RUN_FAILURE"):
+                bounds.append(entry.timestamp)
+            elif kind == "STEP_START":
+                starts[entry.step_key] = entry.timestamp
+            elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in starts:
+                steps[entry.step_key] = entry.timestamp - starts[entry.step_key]
+        out[run.job_name] = {"seconds": max(bounds) - min(bounds) if bounds else None, "steps": steps}
+print(json.dumps(out))
+"""
+    out = subprocess.run([PYTHON, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+BARE_DBT = [
+    ["source", "freshness"],
+    ["run-operation", "apply_pii_masking"],
+    ["build", "--select", "resource_type:snapshot"],
+    ["build", "--exclude", "resource_type:snapshot"],
+    ["docs", "generate", "--static"],
+]
+
+
+def bare_chain(warehouse: Path, env: dict) -> dict:
+    """The same dbt commands run bare in sequence, then the clones by calling clone_duckdb."""
+    env = {**env, "GREENERY_WAREHOUSE_DIR": str(warehouse)}
+    target, logs = warehouse / "dbt-target", warehouse / "dbt-logs"
+    steps, results = {}, {}
+    started = time.perf_counter()
+    peak_tree = peak_process = 0
+    for args in BARE_DBT:
+        name = "dbt " + " ".join(args)
+        log = warehouse / f"bare-{len(steps)}.log"
+        cmd = [str(BIN / "dbt"), *args, "--target-path", str(target), "--log-path", str(logs)]
+        result = check(run(cmd, env=env, cwd=DBT_DIR, log=log), name, log)
+        steps[name] = result["seconds"]
+        peak_tree = max(peak_tree, result["peak_tree_rss_bytes"])
+        peak_process = max(peak_process, result["peak_process_rss_bytes"])
+        results[name] = dbt_timings(target)
+        (target / "run_results.json").unlink(missing_ok=True)
+        (target / "sources.json").unlink(missing_ok=True)
+    clone = f"""
+import json
+from pathlib import Path
+from greenery_orchestration.chain.clone import clone_duckdb
+from greenery_orchestration.chain.masking import masking_salt, pii_columns
+w = Path({str(warehouse)!r})
+pii = pii_columns(json.loads(Path({str(target / "manifest.json")!r}).read_text()))
+for environment in ("dev", "ci"):
+    clone_duckdb(w / "prod.duckdb", w / f"{{environment}}.duckdb", pii, masking_salt(w))
+"""
+    log = warehouse / "bare-clone.log"
+    result = check(run([PYTHON, "-c", clone], env=env, cwd=REPO, log=log), "clone", log)
+    steps["clone prod to dev and ci"] = result["seconds"]
+    peak_tree = max(peak_tree, result["peak_tree_rss_bytes"])
+    return {
+        "seconds": time.perf_counter() - started,
+        "steps": steps,
+        "dbt_timings": results,
+        "peak_tree_rss_bytes": peak_tree,
+        "peak_process_rss_bytes": peak_process,
+    }
+
+
+def dbt_timings(target: Path) -> dict:
+    """From run_results.json: wall time of the invocation, and the summed node time."""
+    path = target / "run_results.json"
+    if not path.exists():
+        path = target / "sources.json"  # dbt source freshness
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    nodes = [r.get("execution_time") or 0 for r in data.get("results", [])]
+    by_type: dict[str, float] = {}
+    for r in data.get("results", []):
+        kind = r["unique_id"].split(".")[0]
+        by_type[kind] = by_type.get(kind, 0) + (r.get("execution_time") or 0)
+    return {"elapsed": data.get("elapsed_time"), "nodes": len(nodes), "node_seconds": sum(nodes), "by_type": by_type}
+
+
+# --------------------------------------------------------------------------- the floor
+
+FLOOR_SQL = """
+create schema floor;
+create table floor.fct_sessions as
+with s as (
+    select
+        session_id,
+        min(user_id) as user_id,
+        max(case when event_type = 'checkout' then order_id end) as order_id,
+        count(*) filter (where event_type = 'page_view') as page_views,
+        count(*) filter (where event_type = 'add_to_cart') as add_to_carts,
+        count(*) filter (where event_type = 'checkout') as checkouts,
+        min(created_at) as session_started_at,
+        max(created_at) as session_ended_at
+    from raw.events
+    where event_type != 'package_shipped'
+    group by session_id
+)
+select session_id, user_id, order_id, page_views, add_to_carts, checkouts,
+       page_views > 0 as has_page_view, add_to_carts > 0 as has_add_to_cart,
+       checkouts > 0 as has_checkout, session_started_at, session_ended_at,
+       cast(session_started_at as date) as session_date,
+       date_diff('second', session_started_at, session_ended_at) as session_length_seconds
+from s;
+create table floor.fct_funnel_daily as
+with d as (
+    select session_date,
+           count(*) filter (where has_page_view) as v,
+           count(*) filter (where has_add_to_cart) as a,
+           count(*) filter (where has_checkout) as c
+    from floor.fct_sessions group by session_date
+), steps as (
+    select session_date, 1 as step_number, 'page_view' as funnel_step, v as sessions from d
+    union all select session_date, 2, 'add_to_cart', a from d
+    union all select session_date, 3, 'checkout', c from d
+)
+select session_date, step_number, funnel_step, sessions,
+       sessions::double / nullif(lag(sessions) over w, 0) as conversion_from_previous,
+       1 - sessions::double / nullif(lag(sessions) over w, 0) as drop_off_from_previous,
+       sessions::double / nullif(first_value(sessions) over w, 0) as conversion_from_start
+from steps
+window w as (partition by session_date order by step_number);
+create table floor.fct_funnel as
+with steps as (
+    select step_number, funnel_step, sum(sessions)::bigint as sessions
+    from floor.fct_funnel_daily group by all
+)
+select step_number, funnel_step, sessions,
+       sessions::double / nullif(lag(sessions) over w, 0) as conversion_from_previous,
+       1 - sessions::double / nullif(lag(sessions) over w, 0) as drop_off_from_previous,
+       sessions::double / nullif(first_value(sessions) over w, 0) as conversion_from_start
+from steps
+window w as (order by step_number);
+create table floor.fct_product_funnel as
+with sp as (
+    select session_id, product_id,
+           bool_or(event_type = 'page_view') as has_viewed,
+           bool_or(event_type = 'add_to_cart') as has_added_to_cart
+    from raw.events
+    where product_id is not null and event_type != 'package_shipped'
+    group by all
+), bought as (
+    select distinct e.session_id, i.product_id
+    from raw.events e join raw.order_items i using (order_id)
+    where e.event_type = 'checkout'
+), per_product as (
+    select sp.product_id,
+           count(*) filter (where has_viewed) as sessions_viewed,
+           count(*) filter (where has_viewed and has_added_to_cart) as sessions_added_to_cart,
+           count(*) filter (where has_viewed and has_added_to_cart and bought.product_id is not null)
+               as sessions_purchased
+    from sp left join bought using (session_id, product_id)
+    group by sp.product_id
+)
+select p.product_id, p.name as product_name,
+       coalesce(sessions_viewed, 0) as sessions_viewed,
+       coalesce(sessions_added_to_cart, 0) as sessions_added_to_cart,
+       coalesce(sessions_purchased, 0) as sessions_purchased,
+       sessions_added_to_cart::double / nullif(sessions_viewed, 0) as view_to_cart_rate,
+       sessions_purchased::double / nullif(sessions_added_to_cart, 0) as cart_to_purchase_rate,
+       sessions_purchased::double / nullif(sessions_viewed, 0) as view_to_purchase_rate
+from raw.products p left join per_product using (product_id);
+"""
+
+
+def floor(raw: Path, folder: Path) -> dict:
+    """The hand-written SQL above, in one DuckDB process, on a copy of the raw tables."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    path = folder / "handwritten.duckdb"
+    shutil.copy(raw, path)
+    code = f"""
+import duckdb, sys
+with duckdb.connect({str(path)!r}) as connection:
+    connection.execute("set TimeZone = 'UTC'")
+    connection.execute(sys.stdin.read())
+"""
+    log = folder / "floor.log"
+    started = time.perf_counter()
+    process = subprocess.run([PYTHON, "-c", code], input=FLOOR_SQL, text=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    log.write_text(process.stdout + process.stderr)
+    if process.returncode:
+        raise SystemExit(f"bench: the floor SQL failed\n{process.stderr[-3000:]}")
+    return {"seconds": seconds, "path": str(path)}
+
+
+def compare_marts(floor_db: Path, prod_db: Path) -> dict:
+    """The funnel rows of the floor against the marts dbt built: the same numbers?"""
+    import duckdb  # noqa: PLC0415
+
+    queries = {
+        "fct_funnel": "select step_number, funnel_step, sessions, round(conversion_from_previous, 9), "
+        "round(conversion_from_start, 9) from {s}.fct_funnel order by step_number",
+        "fct_funnel_daily": "select session_date, step_number, sessions, round(conversion_from_previous, 9) "
+        "from {s}.fct_funnel_daily order by all",
+        "fct_product_funnel": "select product_id, sessions_viewed, sessions_added_to_cart, sessions_purchased "
+        "from {s}.fct_product_funnel order by product_id",
+        "fct_sessions": "select count(*), sum(page_views), sum(add_to_carts), sum(checkouts), "
+        "sum(session_length_seconds), count(distinct session_date) from {s}.fct_sessions",
+    }
+    out = {}
+    with duckdb.connect() as connection:
+        connection.execute(f"attach '{floor_db}' as f (read_only)")
+        connection.execute(f"attach '{prod_db}' as p (read_only)")
+        for name, sql in queries.items():
+            a = connection.execute(sql.format(s="f.floor")).fetchall()
+            b = connection.execute(sql.format(s="p.marts")).fetchall()
+            out[name] = {"equal": a == b, "rows": len(a)}
+        out["funnel"] = connection.execute(
+            "select step_number, funnel_step, sessions from p.marts.fct_funnel order by 1"
+        ).fetchall()
+    out["funnel"] = [list(row) for row in out["funnel"]]
+    return out
+
+
+# --------------------------------------------------------------------------- start-up
+
+
+def startup(repeat: int, env: dict) -> dict:
+    def times(code):
+        return [check(run([PYTHON, "-c", code], env=env, cwd=REPO), code)["seconds"] for _ in range(repeat)]
+
+    imports = times("import dagster_dbt")
+    definitions = times("from greenery_orchestration.definitions import defs; defs()")
+    return {"import_dagster_dbt": imports, "load_definitions": definitions}
+
+
+# --------------------------------------------------------------------------- one size
+
+
+def bench_size(events: int, args, workdir: Path) -> dict:
+    env = base_env(workdir)
+    size_dir = workdir / label(events)
+    size_dir.mkdir(parents=True, exist_ok=True)
+    raw = size_dir / "source.duckdb"
+    rec: dict = {"events_requested": events, "repeats": []}
+    gens = []
+    for i in range(args.repeat):
+        print(f"[{label(events)}] generator {i + 1}/{args.repeat}...", flush=True)
+        gens.append(generate(raw, events, args.seed))
+    rec["generator"] = gens
+    rec["events"] = gens[-1]["events"]
+
+    for i in range(args.repeat):
+        r: dict = {}
+        tag = f"[{label(events)} {i + 1}/{args.repeat}]"
+        print(f"{tag} greenery run (Dagster)...", flush=True)
+        dag_wh = fresh_warehouse(raw, size_dir / "dagster")
+        r["dagster"] = greenery_run(dag_wh, size_dir / "home-full", env)
+        print(f"{tag}   {r['dagster']['seconds']:.1f} s; bare dbt chain...", flush=True)
+        bare_wh = fresh_warehouse(raw, size_dir / "bare")
+        r["bare"] = bare_chain(bare_wh, env)
+        print(f"{tag}   {r['bare']['seconds']:.1f} s; floor SQL...", flush=True)
+        r["floor"] = floor(raw, size_dir / "floor")
+        r["compare"] = compare_marts(Path(r["floor"]["path"]), dag_wh / "prod.duckdb")
+        print(f"{tag}   {r['floor']['seconds']:.1f} s, same numbers: "
+              f"{all(v['equal'] for k, v in r['compare'].items() if k != 'funnel')}; +1% events...", flush=True)
+        r["appended_events"] = append_one_percent(dag_wh / "prod.duckdb", events, args.seed)
+        r["incremental"] = greenery_run(dag_wh, size_dir / "home-incr", env)
+        print(f"{tag}   incremental {r['incremental']['seconds']:.1f} s; full refresh...", flush=True)
+        r["full_refresh"] = greenery_run(dag_wh, size_dir / "home-fr", env, full_refresh=True)
+        print(f"{tag}   full refresh {r['full_refresh']['seconds']:.1f} s", flush=True)
+        rec["repeats"].append(r)
+        shutil.rmtree(size_dir / "bare", ignore_errors=True)
+        shutil.rmtree(size_dir / "floor", ignore_errors=True)
+    return summarize(rec)
+
+
+def _step(run_rec: dict, job: str, contains: str):
+    steps = run_rec["steps"].get(job, {}).get("steps", {})
+    return sum(v for k, v in steps.items() if contains in k) or None
+
+
+def _models_step(run_rec: dict):
+    """The `dbt build` of every model: the last `greenery_models*` step of greenery_production
+    (the first one, `greenery_models`, runs only the dbt tests on the raw sources)."""
+    steps = run_rec["steps"].get("greenery_production", {}).get("steps", {})
+    keys = sorted(k for k in steps if k.startswith("greenery_models"))
+    return steps[keys[-1]] if keys else None
+
+
+def _outside_steps(run_rec: dict):
+    """Seconds of `greenery run` outside any Dagster step: imports, dbt parse, loading the
+    definitions, run bookkeeping, printing the funnel."""
+    inside = sum(t for job in run_rec["steps"].values() for t in job["steps"].values())
+    return run_rec["seconds"] - inside
+
+
+def summarize(rec: dict) -> dict:
+    reps = rec["repeats"]
+    m = {}
+    m["generator_events_per_second"] = median(g["events_per_second"] for g in rec["generator"])
+    m["dagster_chain_seconds"] = median(r["dagster"]["seconds"] for r in reps)
+    m["bare_chain_seconds"] = median(r["bare"]["seconds"] for r in reps)
+    m["orchestration_overhead"] = median(r["dagster"]["seconds"] / r["bare"]["seconds"] for r in reps)
+    m["dagster_build_step_seconds"] = median(_models_step(r["dagster"]) for r in reps)
+    m["dagster_source_tests_step_seconds"] = median(
+        _step(r["dagster"], "greenery_production", "greenery_models") - _models_step(r["dagster"]) for r in reps
+    )
+    m["dagster_outside_steps_seconds"] = median(_outside_steps(r["dagster"]) for r in reps)
+    for job in ("greenery_production", "greenery_docs_and_clone"):
+        for key in reps[0]["dagster"]["steps"].get(job, {}).get("steps", {}):
+            m[f"dagster_step_{key}_seconds"] = median(
+                r["dagster"]["steps"].get(job, {}).get("steps", {}).get(key) for r in reps
+            )
+    for key in reps[0]["bare"]["steps"]:
+        m[f"bare_step_{key}_seconds"] = median(r["bare"]["steps"][key] for r in reps)
+    m["bare_dbt_build_seconds"] = median(r["bare"]["steps"]["dbt build --exclude resource_type:snapshot"] for r in reps)
+    m["floor_seconds"] = median(r["floor"]["seconds"] for r in reps)
+    m["marts_vs_floor"] = median(
+        _models_step(r["dagster"]) / r["floor"]["seconds"] for r in reps
+    )
+    m["floor_same_numbers"] = all(
+        v["equal"] for r in reps for k, v in r["compare"].items() if k != "funnel"
+    )
+    m["incremental_chain_seconds"] = median(r["incremental"]["seconds"] for r in reps)
+    m["full_refresh_chain_seconds"] = median(r["full_refresh"]["seconds"] for r in reps)
+    m["incremental_vs_full"] = median(r["incremental"]["seconds"] / r["full_refresh"]["seconds"] for r in reps)
+    m["incremental_build_step_seconds"] = median(_models_step(r["incremental"]) for r in reps)
+    m["full_refresh_build_step_seconds"] = median(_models_step(r["full_refresh"]) for r in reps)
+    m["incremental_vs_full_build_step"] = median(
+        _models_step(r["incremental"]) / _models_step(r["full_refresh"]) for r in reps
+    )
+    m["appended_events"] = median(r["appended_events"] for r in reps)
+    m["peak_memory_gib"] = max(
+        max(r[k]["peak_tree_rss_bytes"] for k in ("dagster", "incremental", "full_refresh")) for r in reps
+    ) / GIB
+    m["peak_single_process_gib"] = max(
+        max(r[k]["peak_process_rss_bytes"] for k in ("dagster", "incremental", "full_refresh")) for r in reps
+    ) / GIB
+    m["bare_peak_memory_gib"] = max(r["bare"]["peak_tree_rss_bytes"] for r in reps) / GIB
+    rec["medians"] = m
+    return rec
+
+
+# --------------------------------------------------------------------------- report
+
+
+def verdict(value, target):
+    if value is None:
+        return "n/a"
+    return "met" if value <= target else "missed"
+
+
+def table(results: dict) -> str:
+    sizes = list(results["sizes"])
+    head = "| figure | target (at 100M) | " + " | ".join(sizes) + " |"
+    lines = [head, "|---" * (2 + len(sizes)) + "|"]
+
+    def row(name, target, fmt, key, target_key=None):
+        cells = []
+        for size in sizes:
+            value = results["sizes"][size]["medians"].get(key)
+            cell = fmt(value) if value is not None else "n/a"
+            if target_key:
+                cell += f" ({verdict(value, TARGETS[target_key])})"
+            cells.append(cell)
+        lines.append(f"| {name} | {target} | " + " | ".join(cells) + " |")
+
+    def sec(v):
+        return f"{v:.1f} s"
+
+    def ratio(v):
+        return f"{v:.2f}x"
+
+    row("events generated", "", lambda v: f"{v:,}", "events_for_table")
+    row("generator (events/s)", "", lambda v: f"{v:,.0f}", "generator_events_per_second")
+    row("chain through Dagster (`greenery run`)", "", sec, "dagster_chain_seconds")
+    row("same dbt commands + clones, bare", "", sec, "bare_chain_seconds")
+    row("orchestration overhead", "≤ 1.15x", ratio, "orchestration_overhead", "orchestration_overhead")
+    row("models step through Dagster (dbt build)", "", sec, "dagster_build_step_seconds")
+    row("floor: one DuckDB SQL script", "", sec, "floor_seconds")
+    row("marts vs floor", "≤ 1.5x", ratio, "marts_vs_floor", "marts_vs_floor")
+    row("floor gives the same funnel rows", "", lambda v: "yes" if v else "NO", "floor_same_numbers")
+    row("+1% events, incremental `greenery run`", "", sec, "incremental_chain_seconds")
+    row("same data, `greenery run --full-refresh`", "", sec, "full_refresh_chain_seconds")
+    row("incremental vs full refresh (whole chain)", "≤ 0.1x", ratio, "incremental_vs_full", "incremental_vs_full")
+    row("incremental vs full refresh (models step only)", "≤ 0.1x", ratio, "incremental_vs_full_build_step",
+        "incremental_vs_full")
+    row("peak memory of `greenery run` (process tree)", "≤ 4 GiB", lambda v: f"{v:.2f} GiB", "peak_memory_gib",
+        "peak_memory_gib")
+    row("load Dagster definitions", "", sec, "load_definitions_seconds")
+    row("`import dagster_dbt` alone", "", sec, "import_seconds")
+    row("definitions vs bare import", "≤ 1.3x", ratio, "definitions_vs_import", "definitions_vs_import")
+    return "\n".join(lines)
+
+
+def profile_table(results: dict) -> str:
+    """Where the time of the chain goes, per step, Dagster against bare (medians, seconds)."""
+    sizes = list(results["sizes"])
+    keys = []
+    for size in sizes:
+        for key in results["sizes"][size]["medians"]:
+            if (key.startswith(("dagster_step_", "bare_step_")) or key == "dagster_outside_steps_seconds") and key not in keys:
+                keys.append(key)
+    lines = ["| step (median seconds) | " + " | ".join(sizes) + " |", "|---" * (1 + len(sizes)) + "|"]
+    for key in keys:
+        name = key.removesuffix("_seconds")
+        name = name.replace("dagster_step_", "Dagster step ").replace("bare_step_", "bare: ")
+        name = name.replace("dagster_outside_steps", "`greenery run` outside steps (imports, dbt parse, definitions)")
+        cells = [f"{results['sizes'][size]['medians'].get(key, 0) or 0:.1f}" for size in sizes]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def finish_startup(rec: dict, s: dict | None) -> None:
+    m = rec["medians"]
+    m["events_for_table"] = rec["events"]
+    if s:
+        m["import_seconds"] = median(s["import_dagster_dbt"])
+        m["load_definitions_seconds"] = median(s["load_definitions"])
+        m["definitions_vs_import"] = m["load_definitions_seconds"] / m["import_seconds"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py",
+        description=__doc__.split("\n\n")[0],
+        epilog="Targets (at 100M events, 2 cores): " + ", ".join(f"{k} <= {v}" for k, v in TARGETS.items()),
+    )
+    parser.add_argument("--events", default="1M", help="comma-separated sizes, e.g. 1M,10M,100M (default 1M)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported (default 3)")
+    parser.add_argument("--startup-repeat", type=int, help="fresh processes per start-up figure (default --repeat, at least 3)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--workdir", default="/tmp/greenery-bench", help="scratch folder (default /tmp/greenery-bench)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs, warehouses, instances)")
+    parser.add_argument(
+        "--duckdb-memory-limit",
+        help="e.g. 2GB: sets GREENERY_DUCKDB_MEMORY_LIMIT, which the dbt profile and the clones read "
+        "(default there: 3GB)",
+    )
+    parser.add_argument("--report", metavar="JSON", help="print the table of a results file again (re-summarized) and exit")
+    args = parser.parse_args(argv)
+    if args.report:
+        results = json.loads(Path(args.report).read_text())
+        for rec in results["sizes"].values():
+            summarize(rec)
+            finish_startup(rec, results.get("startup"))
+        print(table(results))
+        print()
+        print(profile_table(results))
+        return 0
+    sizes = [parse_size(s) for s in args.events.split(",")]
+    workdir = Path(args.workdir)
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    if args.duckdb_memory_limit:
+        os.environ["GREENERY_DUCKDB_MEMORY_LIMIT"] = args.duckdb_memory_limit
+
+    results = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB, 1),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "args": vars(args),
+        "targets": TARGETS,
+        "sizes": {},
+    }
+    try:
+        for events in sizes:
+            rec = bench_size(events, args, workdir)
+            results["sizes"][label(events)] = rec
+        n = args.startup_repeat or max(3, args.repeat)
+        print(f"start-up ({n} fresh processes each)...", flush=True)
+        # The definitions read the manifest `greenery run` parsed.
+        s = startup(n, base_env(workdir))
+        results["startup"] = s
+        for rec in results["sizes"].values():
+            finish_startup(rec, s)
+    finally:
+        results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = RESULTS / f"bench-{'-'.join(label(e) for e in sizes)}-{stamp}.json"
+        out.write_text(json.dumps(results, indent=2, default=str))
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print(table(results))
+    print()
+    print(profile_table(results))
+    print(f"\n{', '.join(results['sizes'])} events, {results['machine']['cpus']} CPUs, "
+          f"{results['machine']['memory_gib']} GiB, {results['started_at']}. JSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
