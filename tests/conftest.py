@@ -28,12 +28,20 @@ def dagster_home(tmp_path_factory) -> Path:
     return home
 
 
-@pytest.fixture(scope="session", autouse=True)
-def dbt_manifest(dagster_home) -> Path:
-    """Parse the dbt project once, before any test imports the definitions built from it."""
+def pytest_sessionstart(session):
+    """Parse the dbt project before any test module imports the definitions built from it
+    (on a fresh clone there is no manifest yet)."""
+    os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     from greenery_orchestration.project import prepare_manifest
 
-    return prepare_manifest()
+    prepare_manifest()
+
+
+@pytest.fixture(scope="session")
+def dbt_manifest() -> Path:
+    from greenery_orchestration.project import greenery_project
+
+    return greenery_project.manifest_path
 
 
 @pytest.fixture
