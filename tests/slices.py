@@ -16,11 +16,13 @@ class Slices:
 
 def sliced_events(events: pa.Table) -> Slices:
     frame = events.to_pandas().sort_values("created_at", kind="stable").reset_index(drop=True)
-    first_cut = frame["created_at"].quantile(0.4)
     second_cut = frame["created_at"].quantile(0.75)
     sessions = frame[frame.event_type != "package_shipped"].groupby("session_id")["created_at"].agg(["min", "max"])
-    split = sessions[(sessions["min"] < first_cut) & (sessions["max"] >= first_cut)].index
-    assert len(split), "no session spans the first cut: use more sessions"
+    # The first cut falls in the middle of the multi-event session that starts nearest before
+    # 40% of the events, so that session is delivered in two parts.
+    spanning = sessions[(sessions["max"] > sessions["min"]) & (sessions["min"] <= frame["created_at"].quantile(0.4))]
+    split_session = spanning["min"].idxmax()
+    first_cut = spanning.loc[split_session, "min"] + (spanning.loc[split_session, "max"] - spanning.loc[split_session, "min"]) / 2
 
     delivery = pd.Series(2, index=frame.index)
     delivery[frame.created_at < first_cut] = 0
@@ -32,4 +34,4 @@ def sliced_events(events: pa.Table) -> Slices:
     delivery[late] = 2
     deliveries = [pa.Table.from_pandas(frame[delivery == d], schema=events.schema, preserve_index=False)
                   for d in range(3)]
-    return Slices(deliveries, split[0], frame.loc[late, "event_id"])
+    return Slices(deliveries, split_session, frame.loc[late, "event_id"])
