@@ -18,10 +18,10 @@ ENVIRONMENTS = ["dev", "ci"]
 
 
 def clone_duckdb(prod: Path, target: Path, pii: dict[str, list[str]], salt: str) -> dict[str, int]:
-    """Copy every table and view of `prod` into a new file at `target`, as tables, masking the
-    declared PII columns with a salted SHA-256. The file is written beside `target` and moved
-    over it at the end, so a reader sees the old clone or the new one, never half of one.
-    Returns the rows copied per relation.
+    """Copy every table of `prod` into a new file at `target`, masking the declared PII columns
+    with a salted SHA-256, and recreate its views over those masked tables. The file is written
+    beside `target` and moved over it at the end, so a reader sees the old clone or the new one,
+    never half of one. Returns the rows copied per table.
     """
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
@@ -39,19 +39,23 @@ def _copy_masked(prod: Path, partial: Path, pii: dict[str, list[str]], salt: str
     copied = {}
     with duckdb.connect(str(partial), config={"memory_limit": duckdb_memory_limit()}) as connection:
         connection.execute("attach ? as prod (read_only)", [str(prod)])
-        relations = connection.execute(
-            "select table_schema, table_name from information_schema.tables "
-            "where table_catalog = 'prod' order by all"
+        tables = connection.execute(
+            "select schema_name, table_name from duckdb_tables() "
+            "where database_name = 'prod' and not temporary order by all"
         ).fetchall()
-        for schema in sorted({schema for schema, _ in relations}):
+        views = connection.execute(
+            "select schema_name, sql from duckdb_views() "
+            "where database_name = 'prod' and not internal and not temporary order by all"
+        ).fetchall()
+        for schema in sorted({schema for schema, _ in [*tables, *views]}):
             connection.execute(f'create schema if not exists "{schema}"')
-        for schema, name in relations:
+        for schema, name in tables:
             masked = set(pii.get(f"{schema}.{name}", []))
             columns = [
                 _masked(column, salt) if column in masked else f'"{column}"'
                 for (column,) in connection.execute(
-                    "select column_name from information_schema.columns where table_catalog = 'prod' "
-                    "and table_schema = ? and table_name = ? order by ordinal_position",
+                    "select column_name from duckdb_columns() where database_name = 'prod' "
+                    "and schema_name = ? and table_name = ? order by column_index",
                     [schema, name],
                 ).fetchall()
             ]
@@ -61,8 +65,26 @@ def _copy_masked(prod: Path, partial: Path, pii: dict[str, list[str]], salt: str
             copied[f"{schema}.{name}"] = connection.execute(
                 f'select count(*) from "{schema}"."{name}"'
             ).fetchall()[0][0]
+        # Views are recreated, not copied: they read the masked tables, cost nothing to clone, and
+        # with prod detached a view that reached into prod would fail here rather than leak.
         connection.execute("detach prod")
+        _create_views(connection, [sql for _, sql in views])
     return copied
+
+
+def _create_views(connection: duckdb.DuckDBPyConnection, statements: list[str]) -> None:
+    """Run the CREATE VIEW statements, each once the views it reads exist."""
+    pending = statements
+    while pending:
+        failed = []
+        for statement in pending:
+            try:
+                connection.execute(statement)
+            except duckdb.CatalogException:
+                failed.append(statement)
+        if len(failed) == len(pending):
+            connection.execute(failed[0])  # raises the error of a view that cannot be recreated
+        pending = failed
 
 
 def _masked(column: str, salt: str) -> str:

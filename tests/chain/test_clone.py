@@ -102,3 +102,40 @@ def test_the_snowflake_clone_is_zero_copy_and_granted_to_the_environment_role():
     statements = snowflake_clone_sql("GREENERY_PROD", "GREENERY_DEV", "DEV_ROLE")
     assert statements[0] == "create or replace database GREENERY_DEV clone GREENERY_PROD"
     assert all(s.endswith("to role DEV_ROLE") for s in statements[1:])
+
+
+def test_views_are_recreated_over_the_masked_tables(tmp_path):
+    prod, dev = tmp_path / "prod.duckdb", tmp_path / "dev.duckdb"
+    with duckdb.connect(str(prod)) as connection:
+        connection.execute(
+            "create schema raw; create schema staging; create schema marts;"
+            "create table raw.users as select 'a@example.com' as email, 1 as n;"
+            "create view staging.stg_users as select lower(email) as email, n from raw.users;"
+            # a view over a view, named so that it sorts (and is first tried) before the one it reads
+            "create view marts.active_users as select email from staging.stg_users where n > 0;"
+        )
+
+    copied = clone_duckdb(prod, dev, {"raw.users": ["email"], "staging.stg_users": ["email"]}, salt="s")
+
+    assert copied == {"raw.users": 1}
+    with duckdb.connect(str(dev), read_only=True) as connection:
+        kinds = connection.execute(
+            "select table_schema || '.' || table_name, table_type from information_schema.tables order by 1"
+        ).fetchall()
+        (email,) = connection.execute("select email from marts.active_users").fetchall()[0]
+    assert kinds == [("marts.active_users", "VIEW"), ("raw.users", "BASE TABLE"), ("staging.stg_users", "VIEW")]
+    assert email.startswith("masked_")
+
+
+def test_a_view_that_reads_another_database_fails_the_clone(tmp_path):
+    prod, other, dev = tmp_path / "prod.duckdb", tmp_path / "other.duckdb", tmp_path / "dev.duckdb"
+    with duckdb.connect(str(other)) as connection:
+        connection.execute("create table secrets as select 'a@example.com' as email")
+    with duckdb.connect(str(prod)) as connection:
+        connection.execute(f"attach '{other}' as other (read_only)")
+        connection.execute("create view leak as select email from other.secrets")
+
+    with pytest.raises(duckdb.Error):
+        clone_duckdb(prod, dev, {}, salt="s")
+
+    assert not dev.exists() and not (tmp_path / "dev.duckdb.partial").exists()
