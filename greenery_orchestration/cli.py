@@ -125,11 +125,11 @@ def _print_funnel(by: str) -> None:
 
 
 def _prepare_dbt_manifest() -> None:
-    """Parse the dbt project once per run, so edits to models are picked up."""
+    """Parse the dbt project when its files or settings changed, so edits to models are picked up."""
     from greenery_orchestration.project import prepare_manifest  # noqa: PLC0415
 
-    print("Parsing the dbt project...")
-    prepare_manifest()
+    parsed = prepare_manifest()
+    print("Parsed the dbt project." if parsed else "The dbt project is unchanged since it was last parsed.")
 
 
 def _prod_path() -> Path:

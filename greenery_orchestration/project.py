@@ -1,6 +1,8 @@
 """The dbt project as Dagster sees it, and the dbt CLI resource that runs it."""
 
+import hashlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +39,40 @@ def dbt_resource() -> GreeneryDbtCliResource:
     )
 
 
-def prepare_manifest() -> Path:
-    """Parse the dbt project into the manifest the assets are built from."""
+def prepare_manifest() -> bool:
+    """Parse the dbt project into the manifest the assets are built from, unless the manifest
+    was parsed from these very files and settings. Returns whether dbt parsed."""
+    fingerprint_path = greenery_project.manifest_path.with_name("manifest.fingerprint")
+    fingerprint = project_fingerprint(Path(greenery_project.project_dir))
+    if greenery_project.manifest_path.exists() and fingerprint_path.exists():
+        if fingerprint_path.read_text() == fingerprint:
+            return False
     dbt_resource().cli(["parse", "--quiet"], target_path=greenery_project.target_path).wait()
-    return greenery_project.manifest_path
+    fingerprint_path.write_text(fingerprint)
+    return True
+
+
+# Settings that only open connections; they never change what dbt parses, and a secret has no
+# business in a file, even hashed.
+_CONNECTION_ONLY = re.compile(r"PASSWORD|PASSPHRASE|SALT|PRIVATE_KEY|MEMORY_LIMIT|THREADS")
+
+
+def project_fingerprint(project_dir: Path) -> str:
+    """A digest of what a parse reads: every project file, and the environment variables the
+    project names in `env_var(...)`, with the dbt version and the target."""
+    from dbt.version import __version__ as dbt_version  # noqa: PLC0415
+
+    digest = hashlib.sha256(f"dbt {dbt_version}\n".encode())
+    names = {b"GREENERY_TARGET"}
+    for path in sorted(project_dir.rglob("*")):
+        relative = path.relative_to(project_dir)
+        if not path.is_file() or relative.parts[0] in ("target", "logs", "dbt_packages"):
+            continue
+        content = path.read_bytes()
+        digest.update(f"{relative}\n".encode() + content)
+        if path.suffix in (".sql", ".yml", ".yaml"):
+            names |= set(re.findall(rb"env_var\(\s*['\"]([A-Za-z0-9_]+)['\"]", content))
+    for name in sorted(name.decode() for name in names):
+        if not _CONNECTION_ONLY.search(name):
+            digest.update(f"{name}={os.environ.get(name)}\n".encode())
+    return digest.hexdigest()

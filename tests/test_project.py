@@ -1,0 +1,47 @@
+"""The dbt manifest is parsed again exactly when what a parse reads has changed."""
+
+import shutil
+
+from greenery_orchestration.project import greenery_project, prepare_manifest, project_fingerprint
+from greenery_orchestration.settings import DBT_PROJECT_DIR
+
+
+def _copy_of_project(tmp_path):
+    copy = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, copy, ignore=shutil.ignore_patterns("target", "logs"))
+    return copy
+
+
+def test_the_fingerprint_follows_project_files_and_the_variables_the_project_reads(tmp_path, monkeypatch):
+    project = _copy_of_project(tmp_path)
+    monkeypatch.setenv("SNOWFLAKE_DATABASE", "ANALYTICS")
+    first = project_fingerprint(project)
+    assert project_fingerprint(project) == first
+
+    (project / "target").mkdir()
+    (project / "target" / "run_results.json").write_text("{}")
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "a different secret")  # connects, never parsed
+    monkeypatch.setenv("UNRELATED_VARIABLE", "x")
+    assert project_fingerprint(project) == first
+
+    monkeypatch.setenv("SNOWFLAKE_DATABASE", "ANALYTICS_V2")  # the database the manifest names
+    second = project_fingerprint(project)
+    assert second != first
+
+    model = project / "models" / "marts" / "product" / "fct_funnel.sql"
+    model.write_text(model.read_text() + "\n-- edited\n")
+    assert project_fingerprint(project) not in (first, second)
+
+
+def test_an_unchanged_project_is_not_parsed_again():
+    prepare_manifest()  # whatever state the manifest was in, it is current now
+    manifest = greenery_project.manifest_path
+    parsed_at = manifest.stat().st_mtime_ns
+
+    assert prepare_manifest() is False
+    assert manifest.stat().st_mtime_ns == parsed_at
+
+    fingerprint = manifest.with_name("manifest.fingerprint")
+    fingerprint.write_text("parsed from other files")
+    assert prepare_manifest() is True
+    assert manifest.stat().st_mtime_ns > parsed_at
