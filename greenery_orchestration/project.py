@@ -3,7 +3,9 @@
 import hashlib
 import os
 import re
+import shutil
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +31,25 @@ class GreeneryDbtCliResource(DbtCliResource):
 
     def cli(self, args: Sequence[str], **kwargs):
         os.environ["GREENERY_WAREHOUSE_DIR"] = str(warehouse_dir())
+        prune_invocation_folders(greenery_project.manifest_path.parent)
         return super().cli(args, **kwargs)
+
+
+# Long enough to read the artifacts of yesterday's failed run, short enough that a service
+# invoking dbt every few hours never fills its disk.
+INVOCATION_FOLDER_RETENTION_SECONDS = 24 * 3600
+
+
+def prune_invocation_folders(target: Path, now: float | None = None) -> list[str]:
+    """Delete the folders dagster-dbt left in `target`, one per dbt invocation, once they are a day old."""
+    cutoff = (now or time.time()) - INVOCATION_FOLDER_RETENTION_SECONDS
+    pruned = []
+    for folder in target.glob("*/"):
+        # `compiled` and `run` are dbt's own, from runs outside Dagster.
+        if folder.name not in ("compiled", "run") and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            pruned.append(folder.name)
+    return sorted(pruned)
 
 
 def dbt_resource() -> GreeneryDbtCliResource:

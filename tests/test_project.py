@@ -1,8 +1,16 @@
-"""The dbt manifest is parsed again exactly when what a parse reads has changed."""
+"""The dbt manifest is parsed again exactly when what a parse reads has changed; dbt's
+per-invocation folders do not pile up."""
 
+import os
 import shutil
+import time
 
-from greenery_orchestration.project import greenery_project, prepare_manifest, project_fingerprint
+from greenery_orchestration.project import (
+    greenery_project,
+    prepare_manifest,
+    project_fingerprint,
+    prune_invocation_folders,
+)
 from greenery_orchestration.settings import DBT_PROJECT_DIR
 
 
@@ -45,3 +53,17 @@ def test_an_unchanged_project_is_not_parsed_again():
     fingerprint.write_text("parsed from other files")
     assert prepare_manifest() is True
     assert manifest.stat().st_mtime_ns > parsed_at
+
+
+def test_invocation_folders_are_pruned_once_a_day_old(tmp_path):
+    now = time.time()
+    for name, age_hours in [("greenery_models-1a2b3c4-5d6e7f8", 30), ("9f8e7d6", 25), ("0a1b2c3", 2), ("compiled", 48)]:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "run_results.json").write_text("{}")
+        os.utime(folder, (now - age_hours * 3600,) * 2)
+    (tmp_path / "manifest.json").write_text("{}")
+    os.utime(tmp_path / "manifest.json", (now - 72 * 3600,) * 2)
+
+    assert prune_invocation_folders(tmp_path, now=now) == ["9f8e7d6", "greenery_models-1a2b3c4-5d6e7f8"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0a1b2c3", "compiled", "manifest.json"]
