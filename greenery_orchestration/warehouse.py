@@ -4,11 +4,14 @@ dagster-snowflake's on Snowflake, chosen by GREENERY_TARGET like the dbt profile
 
 import os
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
-import pandas as pd
 from dagster_duckdb import DuckDBResource
+
+if TYPE_CHECKING:  # pandas loads when a frame is read, not with the definitions
+    import pandas as pd
 
 from greenery_orchestration.settings import PROD, duckdb_path
 
@@ -46,8 +49,10 @@ def warehouse_resource() -> dg.ConfigurableResource:
     return DuckDBResource(database=str(duckdb_path(PROD)))
 
 
-def read_sql(warehouse: dg.ConfigurableResource, sql: str) -> pd.DataFrame:
+def read_sql(warehouse: dg.ConfigurableResource, sql: str) -> "pd.DataFrame":
     """One query's result, on either warehouse, with lower-case column names."""
+    import pandas as pd  # noqa: PLC0415
+
     with warehouse.get_connection() as connection:
         if isinstance(warehouse, DuckDBResource):
             frame = connection.execute(sql).df()
@@ -88,4 +93,6 @@ def _newest(connection, criterion: dict) -> datetime | None:
 def _newest_on_snowflake(warehouse: dg.ConfigurableResource, criterion: dict) -> datetime | None:
     frame = read_sql(warehouse, f"select max({criterion['loaded_at_field']}) as newest from {criterion['relation_name']}")
     value = frame["newest"].iloc[0]
+    import pandas as pd  # noqa: PLC0415
+
     return None if pd.isna(value) else pd.Timestamp(value).tz_localize(None).to_pydatetime()

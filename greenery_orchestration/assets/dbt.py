@@ -11,7 +11,6 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from greenery_orchestration import funnel
 from greenery_orchestration.project import greenery_project
 from greenery_orchestration.warehouse import read_sql
 
@@ -115,6 +114,9 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, flags: li
 
 
 def _funnel_metadata(context, warehouse: dg.ConfigurableResource, output: dg.Output) -> dict:
+    # pandas and matplotlib load only in the step that draws the funnel, not with the definitions.
+    from greenery_orchestration import funnel  # noqa: PLC0415
+
     by = FUNNEL_REPORTS[context.asset_key_for_output(output.output_name)]
     frame = funnel.read_funnel(lambda sql: read_sql(warehouse, sql), by)
     title = "Sessions per funnel step" if by == "step" else "Sessions per product and step"
