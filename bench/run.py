@@ -10,6 +10,7 @@ Dagster instances, dbt target folders) lives under --workdir, deleted at the end
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -387,13 +388,17 @@ from raw.products p left join per_product using (product_id);
 """
 
 
-def floor(raw: Path, folder: Path) -> dict:
-    """The hand-written SQL above, in one DuckDB process, on a copy of the raw tables."""
+def floor(raw: Path, folder: Path, keep_raw: bool = True) -> dict:
+    """The hand-written SQL above, in one DuckDB process, on a copy of the raw tables (or on the
+    raw tables themselves, moved, when nothing needs them after)."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     path = folder / "handwritten.duckdb"
-    shutil.copy(raw, path)
+    if keep_raw:
+        shutil.copy(raw, path)
+    else:
+        raw.rename(path)
     code = f"""
 import duckdb, sys
 with duckdb.connect({str(path)!r}) as connection:
@@ -454,7 +459,10 @@ def startup(repeat: int, env: dict) -> dict:
 # --------------------------------------------------------------------------- one size
 
 
-def bench_size(events: int, args, workdir: Path) -> dict:
+def bench_size(events: int, args, workdir: Path, save) -> dict:
+    """Every figure at one size. Warehouses are deleted as soon as they are measured, so that
+    100M events (prod, dev and ci ~20 GB each) fit on a 75 GB disk; `save(rec)` writes the
+    figures so far after each phase, so a run that dies or is stopped keeps what it measured."""
     env = base_env(workdir)
     size_dir = workdir / label(events)
     size_dir.mkdir(parents=True, exist_ok=True)
@@ -466,30 +474,54 @@ def bench_size(events: int, args, workdir: Path) -> dict:
         gens.append(generate(raw, events, args.seed))
     rec["generator"] = gens
     rec["events"] = gens[-1]["events"]
+    rec["raw_bytes"] = raw.stat().st_size
+    save(rec)
 
     for i in range(args.repeat):
         r: dict = {}
+        rec["repeats"].append(r)
         tag = f"[{label(events)} {i + 1}/{args.repeat}]"
-        print(f"{tag} greenery run (Dagster)...", flush=True)
-        dag_wh = fresh_warehouse(raw, size_dir / "dagster")
-        r["dagster"] = greenery_run(dag_wh, size_dir / "home-full", env)
-        print(f"{tag}   {r['dagster']['seconds']:.1f} s; bare dbt chain...", flush=True)
+        print(f"{tag} bare dbt chain...", flush=True)
         bare_wh = fresh_warehouse(raw, size_dir / "bare")
         r["bare"] = bare_chain(bare_wh, env)
-        print(f"{tag}   {r['bare']['seconds']:.1f} s; floor SQL...", flush=True)
-        r["floor"] = floor(raw, size_dir / "floor")
+        r["bare"]["bytes"] = warehouse_bytes(bare_wh)
+        shutil.rmtree(bare_wh)
+        save(rec)
+        print(f"{tag}   {r['bare']['seconds']:.1f} s; greenery run (Dagster)...", flush=True)
+        dag_wh = fresh_warehouse(raw, size_dir / "dagster")
+        r["dagster"] = greenery_run(dag_wh, size_dir / "home-full", env)
+        r["dagster"]["bytes"] = warehouse_bytes(dag_wh)
+        save(rec)
+        print(f"{tag}   {r['dagster']['seconds']:.1f} s; floor SQL...", flush=True)
+        r["floor"] = floor(raw, size_dir / "floor", keep_raw=i < args.repeat - 1)
         r["compare"] = compare_marts(Path(r["floor"]["path"]), dag_wh / "prod.duckdb")
+        shutil.rmtree(size_dir / "floor", ignore_errors=True)
+        save(rec)
         print(f"{tag}   {r['floor']['seconds']:.1f} s, same numbers: "
               f"{all(v['equal'] for k, v in r['compare'].items() if k != 'funnel')}; +1% events...", flush=True)
         r["appended_events"] = append_one_percent(dag_wh / "prod.duckdb", events, args.seed)
+        # A clone writes a whole new file before it replaces the old one: without the old
+        # clones there is room for the new ones at 100M. Cloning costs the same either way.
+        drop_clones(dag_wh)
         r["incremental"] = greenery_run(dag_wh, size_dir / "home-incr", env)
+        save(rec)
         print(f"{tag}   incremental {r['incremental']['seconds']:.1f} s; full refresh...", flush=True)
+        drop_clones(dag_wh)
         r["full_refresh"] = greenery_run(dag_wh, size_dir / "home-fr", env, full_refresh=True)
+        r["full_refresh"]["bytes"] = warehouse_bytes(dag_wh)
+        save(rec)
         print(f"{tag}   full refresh {r['full_refresh']['seconds']:.1f} s", flush=True)
-        rec["repeats"].append(r)
-        shutil.rmtree(size_dir / "bare", ignore_errors=True)
-        shutil.rmtree(size_dir / "floor", ignore_errors=True)
+        shutil.rmtree(dag_wh, ignore_errors=True)
     return summarize(rec)
+
+
+def warehouse_bytes(folder: Path) -> dict:
+    return {path.name: path.stat().st_size for path in sorted(folder.glob("*.duckdb"))}
+
+
+def drop_clones(folder: Path) -> None:
+    for environment in ("dev", "ci"):
+        (folder / f"{environment}.duckdb").unlink(missing_ok=True)
 
 
 def _step(run_rec: dict, job: str, contains: str):
@@ -513,48 +545,66 @@ def _outside_steps(run_rec: dict):
 
 
 def summarize(rec: dict) -> dict:
+    """Medians over the repeats; a figure whose phase did not finish (a stopped run) is left out."""
     reps = rec["repeats"]
+
+    def med(figure):
+        values = []
+        for r in reps:
+            try:
+                values.append(figure(r))
+            except (KeyError, TypeError, ZeroDivisionError):
+                pass
+        return median(values) if values else None
+
+    def peak(kinds, field):
+        values = [r[k][field] for r in reps for k in kinds if k in r]
+        return max(values) / GIB if values else None
+
     m = {}
     m["generator_events_per_second"] = median(g["events_per_second"] for g in rec["generator"])
-    m["dagster_chain_seconds"] = median(r["dagster"]["seconds"] for r in reps)
-    m["bare_chain_seconds"] = median(r["bare"]["seconds"] for r in reps)
-    m["orchestration_overhead"] = median(r["dagster"]["seconds"] / r["bare"]["seconds"] for r in reps)
-    m["dagster_build_step_seconds"] = median(_models_step(r["dagster"]) for r in reps)
-    m["dagster_source_tests_step_seconds"] = median(
-        _step(r["dagster"], "greenery_production", "greenery_models") - _models_step(r["dagster"]) for r in reps
+    m["dagster_chain_seconds"] = med(lambda r: r["dagster"]["seconds"])
+    m["bare_chain_seconds"] = med(lambda r: r["bare"]["seconds"])
+    m["orchestration_overhead"] = med(lambda r: r["dagster"]["seconds"] / r["bare"]["seconds"])
+    m["dagster_build_step_seconds"] = med(lambda r: _models_step(r["dagster"]))
+    m["dagster_source_tests_step_seconds"] = med(
+        lambda r: _step(r["dagster"], "greenery_production", "greenery_models") - _models_step(r["dagster"])
     )
-    m["dagster_outside_steps_seconds"] = median(_outside_steps(r["dagster"]) for r in reps)
-    for job in ("greenery_production", "greenery_docs_and_clone"):
-        for key in reps[0]["dagster"]["steps"].get(job, {}).get("steps", {}):
-            m[f"dagster_step_{key}_seconds"] = median(
-                r["dagster"]["steps"].get(job, {}).get("steps", {}).get(key) for r in reps
+    m["dagster_outside_steps_seconds"] = med(lambda r: _outside_steps(r["dagster"]))
+    for phase, prefix in (("dagster", "dagster_step_"), ("bare", "bare_step_")):
+        keys = []
+        for r in reps:
+            if phase not in r:
+                continue
+            jobs = r[phase]["steps"].values() if phase == "dagster" else [{"steps": r[phase]["steps"]}]
+            keys += [key for job in jobs for key in job.get("steps", {}) if key not in keys]
+        for key in keys:
+            m[f"{prefix}{key}_seconds"] = med(
+                lambda r, key=key: r["bare"]["steps"][key] if phase == "bare"
+                else next(job["steps"][key] for job in r["dagster"]["steps"].values() if key in job["steps"])
             )
-    for key in reps[0]["bare"]["steps"]:
-        m[f"bare_step_{key}_seconds"] = median(r["bare"]["steps"][key] for r in reps)
-    m["bare_dbt_build_seconds"] = median(r["bare"]["steps"]["dbt build --exclude resource_type:snapshot"] for r in reps)
-    m["floor_seconds"] = median(r["floor"]["seconds"] for r in reps)
-    m["marts_vs_floor"] = median(
-        _models_step(r["dagster"]) / r["floor"]["seconds"] for r in reps
+    m["bare_dbt_build_seconds"] = med(lambda r: r["bare"]["steps"]["dbt build --exclude resource_type:snapshot"])
+    m["floor_seconds"] = med(lambda r: r["floor"]["seconds"])
+    m["marts_vs_floor"] = med(lambda r: _models_step(r["dagster"]) / r["floor"]["seconds"])
+    compared = [v["equal"] for r in reps for k, v in r.get("compare", {}).items() if k != "funnel"]
+    m["floor_same_numbers"] = all(compared) if compared else None
+    m["incremental_chain_seconds"] = med(lambda r: r["incremental"]["seconds"])
+    m["full_refresh_chain_seconds"] = med(lambda r: r["full_refresh"]["seconds"])
+    m["incremental_vs_full"] = med(lambda r: r["incremental"]["seconds"] / r["full_refresh"]["seconds"])
+    m["incremental_build_step_seconds"] = med(lambda r: _models_step(r["incremental"]))
+    m["full_refresh_build_step_seconds"] = med(lambda r: _models_step(r["full_refresh"]))
+    m["incremental_vs_full_build_step"] = med(
+        lambda r: _models_step(r["incremental"]) / _models_step(r["full_refresh"])
     )
-    m["floor_same_numbers"] = all(
-        v["equal"] for r in reps for k, v in r["compare"].items() if k != "funnel"
+    m["appended_events"] = med(lambda r: r["appended_events"])
+    m["peak_memory_gib"] = peak(("dagster", "incremental", "full_refresh"), "peak_tree_rss_bytes")
+    m["peak_single_process_gib"] = peak(("dagster", "incremental", "full_refresh"), "peak_process_rss_bytes")
+    m["bare_peak_memory_gib"] = peak(("bare",), "peak_tree_rss_bytes")
+    m["raw_gib"] = rec["raw_bytes"] / GIB if "raw_bytes" in rec else None
+    sized = [r["dagster"]["bytes"] for r in reps if "bytes" in r.get("dagster", {})]
+    m["warehouse_gib"] = (
+        " / ".join(f"{sized[-1].get(f'{name}.duckdb', 0) / GIB:.2f}" for name in ("prod", "dev", "ci")) if sized else None
     )
-    m["incremental_chain_seconds"] = median(r["incremental"]["seconds"] for r in reps)
-    m["full_refresh_chain_seconds"] = median(r["full_refresh"]["seconds"] for r in reps)
-    m["incremental_vs_full"] = median(r["incremental"]["seconds"] / r["full_refresh"]["seconds"] for r in reps)
-    m["incremental_build_step_seconds"] = median(_models_step(r["incremental"]) for r in reps)
-    m["full_refresh_build_step_seconds"] = median(_models_step(r["full_refresh"]) for r in reps)
-    m["incremental_vs_full_build_step"] = median(
-        _models_step(r["incremental"]) / _models_step(r["full_refresh"]) for r in reps
-    )
-    m["appended_events"] = median(r["appended_events"] for r in reps)
-    m["peak_memory_gib"] = max(
-        max(r[k]["peak_tree_rss_bytes"] for k in ("dagster", "incremental", "full_refresh")) for r in reps
-    ) / GIB
-    m["peak_single_process_gib"] = max(
-        max(r[k]["peak_process_rss_bytes"] for k in ("dagster", "incremental", "full_refresh")) for r in reps
-    ) / GIB
-    m["bare_peak_memory_gib"] = max(r["bare"]["peak_tree_rss_bytes"] for r in reps) / GIB
     rec["medians"] = m
     return rec
 
@@ -591,6 +641,8 @@ def table(results: dict) -> str:
 
     row("events generated", "", lambda v: f"{v:,}", "events_for_table")
     row("generator (events/s)", "", lambda v: f"{v:,.0f}", "generator_events_per_second")
+    row("raw tables (DuckDB file)", "", lambda v: f"{v:.2f} GiB", "raw_gib")
+    row("prod / dev / ci files after a run (GiB)", "", str, "warehouse_gib")
     row("chain through Dagster (`greenery run`)", "", sec, "dagster_chain_seconds")
     row("same dbt commands + clones, bare", "", sec, "bare_chain_seconds")
     row("orchestration overhead", "≤ 1.15x", ratio, "orchestration_overhead", "orchestration_overhead")
@@ -686,9 +738,18 @@ def main(argv=None) -> int:
         "targets": TARGETS,
         "sizes": {},
     }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"bench-{'-'.join(label(e) for e in sizes)}-{stamp}.json"
+
+    def save(rec=None, events=None):
+        if rec is not None:
+            results["sizes"][label(events)] = rec
+        out.write_text(json.dumps(results, indent=2, default=str))
+
     try:
         for events in sizes:
-            rec = bench_size(events, args, workdir)
+            rec = bench_size(events, args, workdir, functools.partial(save, events=events))
             results["sizes"][label(events)] = rec
         n = args.startup_repeat or max(3, args.repeat)
         print(f"start-up ({n} fresh processes each)...", flush=True)
@@ -699,10 +760,7 @@ def main(argv=None) -> int:
             finish_startup(rec, s)
     finally:
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        out = RESULTS / f"bench-{'-'.join(label(e) for e in sizes)}-{stamp}.json"
-        out.write_text(json.dumps(results, indent=2, default=str))
+        save()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print()

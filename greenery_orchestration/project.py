@@ -74,7 +74,7 @@ def prepare_manifest() -> bool:
 
 # Settings that only open connections; they never change what dbt parses, and a secret has no
 # business in a file, even hashed.
-_CONNECTION_ONLY = re.compile(r"PASSWORD|PASSPHRASE|SALT|PRIVATE_KEY|MEMORY_LIMIT|THREADS")
+_CONNECTION_ONLY = re.compile(r"PASSWORD|PASSPHRASE|SALT|PRIVATE_KEY|MEMORY_LIMIT|THREADS|WAREHOUSE_DIR")
 
 
 def project_fingerprint(project_dir: Path) -> str:

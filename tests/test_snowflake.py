@@ -370,10 +370,10 @@ def compared_relations(emulated: EmulatedSnowflake) -> list[str]:
 
 
 def relation_rows(emulated: EmulatedSnowflake, relation: str) -> pd.DataFrame:
-    """All rows but `updated_at` (the time of the build), sorted by every column, floats last."""
+    """All rows but `updated_at` and `dbt_updated_at` (the time of the build), sorted by every column, floats last."""
     with emulated.connection() as connection:
         frame = connection.cursor().execute(f"select * from {relation}").fetch_pandas_all()
-    frame = frame.drop(columns=[c for c in frame.columns if c.lower() == "updated_at"])
+    frame = frame.drop(columns=[c for c in frame.columns if c.lower() in ("updated_at", "dbt_updated_at")])
     floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
     frame = frame[[c for c in frame.columns if c not in floats] + floats]
     return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)

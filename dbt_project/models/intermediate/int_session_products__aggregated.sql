@@ -46,7 +46,8 @@ joined as (
         product_events_by_session.has_viewed,
         product_events_by_session.has_added_to_cart,
         products_purchased_by_session.product_id is not null as has_purchased,
-        product_events_by_session.last_event_at
+        product_events_by_session.last_event_at,
+        {{ build_started_at() }} as dbt_updated_at
     from product_events_by_session
     left join products_purchased_by_session
         on product_events_by_session.session_id = products_purchased_by_session.session_id

@@ -35,7 +35,8 @@ flagged as (
         *,
         page_views > 0 as has_page_view,
         add_to_carts > 0 as has_add_to_cart,
-        checkouts > 0 as has_checkout
+        checkouts > 0 as has_checkout,
+        {{ build_started_at() }} as dbt_updated_at
     from sessions_aggregated
 )
 

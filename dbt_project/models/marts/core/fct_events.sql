@@ -23,7 +23,8 @@ final as (
         event_type,
         page_url,
         created_at,
-        cast(created_at as date) as event_date
+        cast(created_at as date) as event_date,
+        {{ build_started_at() }} as dbt_updated_at
     from events
 )
 

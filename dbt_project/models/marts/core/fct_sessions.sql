@@ -27,7 +27,8 @@ final as (
         session_started_at,
         session_ended_at,
         cast(session_started_at as date) as session_date,
-        {{ datediff('session_started_at', 'session_ended_at', 'second') }} as session_length_seconds
+        {{ datediff('session_started_at', 'session_ended_at', 'second') }} as session_length_seconds,
+        {{ build_started_at() }} as dbt_updated_at
     from sessions
 )
 
