@@ -1,17 +1,46 @@
 {# The events an incremental session model aggregates: on a full build all of them; on an
    incremental run, all events of every session that has one newer than `watermark` (the newest
    event time the model already holds) minus lookback_hours. So a session split across two runs,
-   or one that gets a late event, is rebuilt whole from all its events. #}
-{% macro events_of_recent_sessions(events, watermark) -%}
-    {%- if is_incremental() -%}
+   or one that gets a late event, is rebuilt whole from all its events.
+
+   Both bounds are looked up before the model's query and written into it as literals, so the
+   scan of the events skips every block older than the oldest recent session: the cost follows
+   the new data, not all of it. `sessions` holds session_started_at for the sessions built so
+   far. A session it does not know has only events that arrived since the last run, and those
+   (like every late event) are newer than the watermark minus the lookback. Shipping notices,
+   days after their session, are not session activity here, as in both models. #}
+{% macro events_of_recent_sessions(events, watermark, sessions) -%}
+    {%- if is_incremental() and execute -%}
+    {%- set since = _first_value(
+        "select " ~ dbt.dateadd('hour', -var('lookback_hours'), 'max(' ~ watermark ~ ')') ~ " from " ~ this
+    ) -%}
+    {%- if since is none -%}
+    select * from {{ events }}
+    {%- else -%}
+    {%- set started = _first_value(
+        "select min(session_started_at) from " ~ sessions ~ " where session_id in (select session_id from "
+        ~ ref('stg_greenery__events') ~ " where event_type != 'package_shipped' and created_at > "
+        ~ _timestamp(since) ~ ")"
+    ) -%}
+    {%- set earliest = [since, started] | reject('none') | min -%}
     select {{ events }}.*
     from {{ events }}
     inner join (
         select distinct session_id
         from {{ events }}
-        where created_at > (select {{ dbt.dateadd('hour', -var('lookback_hours'), 'max(' ~ watermark ~ ')') }} from {{ this }})
+        where created_at > {{ _timestamp(since) }}
     ) as recent_sessions on {{ events }}.session_id = recent_sessions.session_id
+    where {{ events }}.created_at >= {{ _timestamp(earliest) }}
+    {%- endif -%}
     {%- else -%}
     select * from {{ events }}
     {%- endif -%}
+{%- endmacro %}
+
+{% macro _first_value(sql) -%}
+    {{ return(run_query(sql).columns[0].values()[0]) }}
+{%- endmacro %}
+
+{% macro _timestamp(value) -%}
+    cast('{{ value.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
 {%- endmacro %}

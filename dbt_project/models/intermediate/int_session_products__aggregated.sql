@@ -15,7 +15,7 @@ order_items as (
 ),
 
 events_of_sessions as (
-    {{ events_of_recent_sessions('events', 'last_event_at') }}
+    {{ events_of_recent_sessions('events', 'last_event_at', sessions=ref('int_sessions__aggregated')) }}
 ),
 
 product_events_by_session as (

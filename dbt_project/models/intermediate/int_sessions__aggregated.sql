@@ -12,7 +12,7 @@ with events as (
 ),
 
 events_of_sessions as (
-    {{ events_of_recent_sessions('events', 'session_ended_at') }}
+    {{ events_of_recent_sessions('events', 'session_ended_at', sessions=this) }}
 ),
 
 sessions_aggregated as (
