@@ -10,17 +10,15 @@
    (like every late event) are newer than the watermark minus the lookback. Shipping notices,
    days after their session, are not session activity here, as in both models. #}
 {% macro events_of_recent_sessions(events, watermark, sessions) -%}
-    {%- if is_incremental() and execute -%}
-    {%- set since = _first_value(
-        "select " ~ dbt.dateadd('hour', -var('lookback_hours'), 'max(' ~ watermark ~ ')') ~ " from " ~ this
-    ) -%}
+    {%- if is_incremental() -%}
+    {%- set since = lookback_start(watermark) -%}
     {%- if since is none -%}
     select * from {{ events }}
     {%- else -%}
     {%- set started = _first_value(
         "select min(session_started_at) from " ~ sessions ~ " where session_id in (select session_id from "
         ~ ref('stg_greenery__events') ~ " where event_type != 'package_shipped' and created_at > "
-        ~ _timestamp(since) ~ ")"
+        ~ timestamp_literal(since) ~ ")"
     ) -%}
     {%- set earliest = [since, started] | reject('none') | min -%}
     select {{ events }}.*
@@ -28,19 +26,28 @@
     inner join (
         select distinct session_id
         from {{ events }}
-        where created_at > {{ _timestamp(since) }}
+        where created_at > {{ timestamp_literal(since) }}
     ) as recent_sessions on {{ events }}.session_id = recent_sessions.session_id
-    where {{ events }}.created_at >= {{ _timestamp(earliest) }}
+    where {{ events }}.created_at >= {{ timestamp_literal(earliest) }}
     {%- endif -%}
     {%- else -%}
     select * from {{ events }}
     {%- endif -%}
 {%- endmacro %}
 
+{# The newest `watermark` this incremental model holds, minus lookback_hours, as a datetime (none
+   while the model is empty). Written into queries as a literal, not a subquery, so that the
+   scan below it can skip old blocks. #}
+{% macro lookback_start(watermark) -%}
+    {{ return(_first_value(
+        "select " ~ dbt.dateadd('hour', -var('lookback_hours'), 'max(' ~ watermark ~ ')') ~ " from " ~ this
+    )) }}
+{%- endmacro %}
+
 {% macro _first_value(sql) -%}
     {{ return(run_query(sql).columns[0].values()[0]) }}
 {%- endmacro %}
 
-{% macro _timestamp(value) -%}
+{% macro timestamp_literal(value) -%}
     cast('{{ value.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
 {%- endmacro %}

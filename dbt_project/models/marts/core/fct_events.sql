@@ -7,10 +7,10 @@
 
 with events as (
     select * from {{ ref('stg_greenery__events') }}
-    {% if is_incremental() %}
+    {% if is_incremental() %}{% set since = lookback_start('created_at') %}{% if since is not none %}
     -- New events, and late ones up to lookback_hours behind the newest already here.
-    where created_at > (select {{ dbt.dateadd('hour', -var('lookback_hours'), 'max(created_at)') }} from {{ this }})
-    {% endif %}
+    where created_at > {{ timestamp_literal(since) }}
+    {% endif %}{% endif %}
 ),
 
 final as (

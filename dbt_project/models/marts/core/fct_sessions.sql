@@ -7,10 +7,10 @@
 
 with sessions as (
     select * from {{ ref('int_sessions__aggregated') }}
-    {% if is_incremental() %}
+    {% if is_incremental() %}{% set since = lookback_start('session_ended_at') %}{% if since is not none %}
     -- Every session the intermediate model rebuilt ends after this.
-    where session_ended_at > (select {{ dbt.dateadd('hour', -var('lookback_hours'), 'max(session_ended_at)') }} from {{ this }})
-    {% endif %}
+    where session_ended_at > {{ timestamp_literal(since) }}
+    {% endif %}{% endif %}
 ),
 
 final as (
