@@ -72,9 +72,10 @@ def prepare_manifest() -> bool:
     return True
 
 
-# Settings that only open connections; they never change what dbt parses, and a secret has no
-# business in a file, even hashed.
-_CONNECTION_ONLY = re.compile(r"PASSWORD|PASSPHRASE|SALT|PRIVATE_KEY|MEMORY_LIMIT|THREADS|WAREHOUSE_DIR")
+# Secrets stay out of the digest, as dbt keeps them out of its own partial-parsing check. Every
+# other setting counts, the warehouse path and memory limit too: dbt reparses the whole project
+# in every invocation when the connection settings differ from those of the last parse.
+_SECRETS = re.compile(r"PASSWORD|PASSPHRASE|SALT")
 
 
 def project_fingerprint(project_dir: Path) -> str:
@@ -93,6 +94,6 @@ def project_fingerprint(project_dir: Path) -> str:
         if path.suffix in (".sql", ".yml", ".yaml"):
             names |= set(re.findall(rb"env_var\(\s*['\"]([A-Za-z0-9_]+)['\"]", content))
     for name in sorted(name.decode() for name in names):
-        if not _CONNECTION_ONLY.search(name):
+        if not _SECRETS.search(name):
             digest.update(f"{name}={os.environ.get(name)}\n".encode())
     return digest.hexdigest()

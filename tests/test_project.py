@@ -28,17 +28,21 @@ def test_the_fingerprint_follows_project_files_and_the_variables_the_project_rea
 
     (project / "target").mkdir()
     (project / "target" / "run_results.json").write_text("{}")
-    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "a different secret")  # connects, never parsed
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "a different secret")  # a secret: never in the digest
     monkeypatch.setenv("UNRELATED_VARIABLE", "x")
     assert project_fingerprint(project) == first
 
     monkeypatch.setenv("SNOWFLAKE_DATABASE", "ANALYTICS_V2")  # the database the manifest names
     second = project_fingerprint(project)
     assert second != first
+    # A connection setting: dbt would reparse in every invocation after it changes.
+    monkeypatch.setenv("GREENERY_WAREHOUSE_DIR", str(tmp_path / "elsewhere"))
+    third = project_fingerprint(project)
+    assert third not in (first, second)
 
     model = project / "models" / "marts" / "product" / "fct_funnel.sql"
     model.write_text(model.read_text() + "\n-- edited\n")
-    assert project_fingerprint(project) not in (first, second)
+    assert project_fingerprint(project) not in (first, second, third)
 
 
 def test_an_unchanged_project_is_not_parsed_again():
