@@ -270,8 +270,7 @@ from greenery_orchestration.chain.clone import clone_duckdb
 from greenery_orchestration.chain.masking import masking_salt, pii_columns
 w = Path({str(warehouse)!r})
 pii = pii_columns(json.loads(Path({str(target / "manifest.json")!r}).read_text()))
-for environment in ("dev", "ci"):
-    clone_duckdb(w / "prod.duckdb", w / f"{{environment}}.duckdb", pii, masking_salt(w))
+clone_duckdb(w / "prod.duckdb", w / "dev.duckdb", pii, masking_salt(w), also_to=[w / "ci.duckdb"])
 """
     log = warehouse / "bare-clone.log"
     result = check(run([PYTHON, "-c", clone], env=env, cwd=REPO, log=log), "clone", log)

@@ -30,7 +30,7 @@ def defs() -> dg.Definitions:
             greenery_snapshots,
             greenery_models,
             dbt_docs,
-            *environment_clones,
+            environment_clones,
         ],
         asset_checks=[source_freshness_gate()],
         jobs=[greenery_production, greenery_docs_and_clone],

@@ -19,6 +19,6 @@ greenery_production = dg.define_asset_job(
 
 greenery_docs_and_clone = dg.define_asset_job(
     "greenery_docs_and_clone",
-    selection=dg.AssetSelection.assets(dbt_docs, *environment_clones),
+    selection=dg.AssetSelection.assets(dbt_docs, environment_clones),
     description="Publish the dbt docs, then clone prod to the other environments (PII masked).",
 )

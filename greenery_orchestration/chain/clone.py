@@ -1,6 +1,8 @@
 """Clone prod to the other environments, with every declared PII column masked."""
 
 import os
+import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -17,21 +19,31 @@ from greenery_orchestration.warehouse import WAREHOUSE_RETRY, target
 ENVIRONMENTS = ["dev", "ci"]
 
 
-def clone_duckdb(prod: Path, target: Path, pii: dict[str, list[str]], salt: str) -> dict[str, int]:
+def clone_duckdb(
+    prod: Path, target: Path, pii: dict[str, list[str]], salt: str, also_to: Sequence[Path] = ()
+) -> dict[str, int]:
     """Copy every table of `prod` into a new file at `target`, masking the declared PII columns
     with a salted SHA-256, and recreate its views over those masked tables. The file is written
     beside `target` and moved over it at the end, so a reader sees the old clone or the new one,
-    never half of one. Returns the rows copied per table.
+    never half of one. A copy of the same file goes to each path in `also_to`, moved into place
+    the same way: environments hold the same masked data, and copying a file is a fraction of the
+    work of masking prod again. Returns the rows copied per table.
     """
-    partial = target.with_name(target.name + ".partial")
-    partial.unlink(missing_ok=True)
+    targets = [target, *also_to]
+    partials = [path.with_name(path.name + ".partial") for path in targets]
     try:
-        copied = _copy_masked(prod, partial, pii, salt)
+        for partial in partials:
+            partial.unlink(missing_ok=True)
+        copied = _copy_masked(prod, partials[0], pii, salt)
+        for partial in partials[1:]:
+            shutil.copyfile(partials[0], partial)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        for partial in partials:
+            partial.unlink(missing_ok=True)
         raise
-    Path(f"{target}.wal").unlink(missing_ok=True)
-    os.replace(partial, target)
+    for path, partial in zip(targets, partials, strict=True):
+        Path(f"{path}.wal").unlink(missing_ok=True)
+        os.replace(partial, path)
     return copied
 
 
@@ -110,36 +122,44 @@ def snowflake_environment(environment: str) -> tuple[str, str]:
     return database, os.environ.get(f"{prefix}_ROLE") or f"{environment}_ROLE".upper()
 
 
-def environment_clone(environment: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=["environments", environment],
-        deps=[DBT_DOCS_KEY],
-        group_name="environments",
-        kinds={target()},
-        owners=["team:data-platform"],
-        pool=WAREHOUSE_POOL,
-        retry_policy=WAREHOUSE_RETRY,
-        description=f"The {environment} environment: a copy of prod that only ever holds masked PII "
-        f"(on DuckDB `{environment}.duckdb`, on Snowflake a zero-copy clone with its masking policies).",
-    )
-    def _clone(context: dg.AssetExecutionContext, warehouse: dg.ConfigurableResource) -> dg.MaterializeResult:
-        if not isinstance(warehouse, DuckDBResource):
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            ["environments", environment],
+            deps=[DBT_DOCS_KEY],
+            group_name="environments",
+            kinds={target()},
+            owners=["team:data-platform"],
+            description=f"The {environment} environment: a copy of prod that only ever holds masked PII "
+            f"(on DuckDB `{environment}.duckdb`, on Snowflake a zero-copy clone with its masking policies).",
+        )
+        for environment in ENVIRONMENTS
+    ],
+    name="environments",
+    pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY,
+)
+def environment_clones(context: dg.AssetExecutionContext, warehouse: dg.ConfigurableResource) -> Iterator:
+    if not isinstance(warehouse, DuckDBResource):
+        for environment in ENVIRONMENTS:
             database, role = snowflake_environment(environment)
             statements = snowflake_clone_sql(os.environ["SNOWFLAKE_DATABASE"], database, role)
             with warehouse.get_connection() as connection:
                 for statement in statements:
                     connection.cursor().execute(statement)
             context.log.info(f"Cloned prod into {database}, usage granted to {role}")
-            return dg.MaterializeResult(metadata={"database": database, "role": role})
-        manifest, _, _ = raw_manifest()
-        target = duckdb_path(environment)
-        copied = clone_duckdb(duckdb_path(PROD), target, pii_columns(manifest), masking_salt(warehouse_dir()))
-        context.log.info(f"Cloned {len(copied)} relations from prod into {target}, PII masked")
-        return dg.MaterializeResult(
-            metadata={"path": str(target), "relations": len(copied), "rows": sum(copied.values())}
+            yield dg.MaterializeResult(
+                asset_key=["environments", environment], metadata={"database": database, "role": role}
+            )
+        return
+    manifest, _, _ = raw_manifest()
+    paths = [duckdb_path(environment) for environment in ENVIRONMENTS]
+    copied = clone_duckdb(
+        duckdb_path(PROD), paths[0], pii_columns(manifest), masking_salt(warehouse_dir()), also_to=paths[1:]
+    )
+    context.log.info(f"Cloned {len(copied)} tables from prod into {', '.join(map(str, paths))}, PII masked")
+    for environment, path in zip(ENVIRONMENTS, paths, strict=True):
+        yield dg.MaterializeResult(
+            asset_key=["environments", environment],
+            metadata={"path": str(path), "tables": len(copied), "rows": sum(copied.values())},
         )
-
-    return _clone
-
-
-environment_clones = [environment_clone(environment) for environment in ENVIRONMENTS]

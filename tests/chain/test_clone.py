@@ -139,3 +139,20 @@ def test_a_view_that_reads_another_database_fails_the_clone(tmp_path):
         clone_duckdb(prod, dev, {}, salt="s")
 
     assert not dev.exists() and not (tmp_path / "dev.duckdb.partial").exists()
+
+
+def test_one_masked_clone_is_copied_to_every_other_environment(tmp_path):
+    prod, dev, ci = tmp_path / "prod.duckdb", tmp_path / "dev.duckdb", tmp_path / "ci.duckdb"
+    with duckdb.connect(str(prod)) as connection:
+        connection.execute("create schema raw; create table raw.users as select 'a@example.com' as email, 1 as n")
+        connection.execute("create view raw.emails as select email from raw.users")
+
+    copied = clone_duckdb(prod, dev, {"raw.users": ["email"]}, salt="s", also_to=[ci])
+
+    assert copied == {"raw.users": 1}
+    rows = {}
+    for environment in (dev, ci):
+        with duckdb.connect(str(environment), read_only=True) as connection:
+            rows[environment.stem] = connection.execute("select email from raw.emails").fetchall()
+    assert rows["dev"] == rows["ci"] and rows["dev"][0][0].startswith("masked_")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ci.duckdb", "dev.duckdb", "prod.duckdb"]
