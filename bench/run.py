@@ -543,6 +543,14 @@ def _outside_steps(run_rec: dict):
     return run_rec["seconds"] - inside
 
 
+def _step_seconds(run_rec: dict, phase: str) -> dict:
+    """{step: seconds} of one phase: the bare chain's commands, or every step of the Dagster jobs."""
+    steps = run_rec[phase]["steps"]
+    if phase == "bare":
+        return steps
+    return {key: seconds for job in steps.values() for key, seconds in job["steps"].items()}
+
+
 def summarize(rec: dict) -> dict:
     """Medians over the repeats; a figure whose phase did not finish (a stopped run) is left out."""
     reps = rec["repeats"]
@@ -571,17 +579,9 @@ def summarize(rec: dict) -> dict:
     )
     m["dagster_outside_steps_seconds"] = med(lambda r: _outside_steps(r["dagster"]))
     for phase, prefix in (("dagster", "dagster_step_"), ("bare", "bare_step_")):
-        keys = []
-        for r in reps:
-            if phase not in r:
-                continue
-            jobs = r[phase]["steps"].values() if phase == "dagster" else [{"steps": r[phase]["steps"]}]
-            keys += [key for job in jobs for key in job.get("steps", {}) if key not in keys]
+        keys = list(dict.fromkeys(key for r in reps if phase in r for key in _step_seconds(r, phase)))
         for key in keys:
-            m[f"{prefix}{key}_seconds"] = med(
-                lambda r, key=key: r["bare"]["steps"][key] if phase == "bare"
-                else next(job["steps"][key] for job in r["dagster"]["steps"].values() if key in job["steps"])
-            )
+            m[f"{prefix}{key}_seconds"] = med(lambda r, phase=phase, key=key: _step_seconds(r, phase)[key])
     m["bare_dbt_build_seconds"] = med(lambda r: r["bare"]["steps"]["dbt build --exclude resource_type:snapshot"])
     m["floor_seconds"] = med(lambda r: r["floor"]["seconds"])
     m["marts_vs_floor"] = med(lambda r: _models_step(r["dagster"]) / r["floor"]["seconds"])

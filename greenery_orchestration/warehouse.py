@@ -91,8 +91,8 @@ def _newest(connection, criterion: dict) -> datetime | None:
 
 
 def _newest_on_snowflake(warehouse: dg.ConfigurableResource, criterion: dict) -> datetime | None:
-    frame = read_sql(warehouse, f"select max({criterion['loaded_at_field']}) as newest from {criterion['relation_name']}")
-    value = frame["newest"].iloc[0]
     import pandas as pd  # noqa: PLC0415
 
+    frame = read_sql(warehouse, f"select max({criterion['loaded_at_field']}) as newest from {criterion['relation_name']}")
+    value = frame["newest"].iloc[0]
     return None if pd.isna(value) else pd.Timestamp(value).tz_localize(None).to_pydatetime()
