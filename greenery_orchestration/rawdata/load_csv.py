@@ -1,32 +1,51 @@
 """Load the seven Greenery CSVs into the warehouse's `raw` schema, all or nothing."""
 
-import csv
 from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
 
-from greenery_orchestration.rawdata.schema import RAW_SCHEMA, raw_columns
+from greenery_orchestration.rawdata.csv_file import RawDataError, read_header, stage_text
+from greenery_orchestration.rawdata.load_log import record_load
+from greenery_orchestration.rawdata.schema import RAW_SCHEMA, pii_columns, raw_columns
+
+__all__ = ["RawDataError", "load_csv_dir", "replace_raw_tables", "rollback", "write_failure"]
+
+_SHOWN_VALUE_CHARS = 40
+# What the operating system said (in DuckDB's or Python's message), and what it means here.
+_WRITE_FAILURES = {
+    "no space left": "the disk is full",
+    "disk quota": "the disk quota is used up",
+    "file too large": "the file has reached the largest size this process may write",
+    "read-only file system": "the file system is read-only",
+    "permission denied": "it is not writable (permission denied)",
+}
 
 
-class RawDataError(ValueError):
-    """Input that cannot become a raw table; the message names file, column, line and value."""
-
-
-def load_csv_dir(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, int]:
+def load_csv_dir(con: duckdb.DuckDBPyConnection, folder: Path, source: str | None = None) -> dict[str, int]:
     """Validate every CSV in `folder`, then replace all raw tables in one transaction.
 
-    Returns the row count per table. Nothing is written unless every file is valid.
+    Returns the row count per table. Nothing is written unless every file is valid. The load is
+    logged (see load_log) as `source`, by default 'load-csv <folder name>'.
     """
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise RawDataError(f"{folder}: the folder {problem}")
     con.execute("set TimeZone = 'UTC'")
     for table, columns in raw_columns().items():
         _stage_csv(con, folder / f"{table}.csv", table, columns)
-    replace_raw_tables(con, {table: f"_staged_{table}" for table in raw_columns()})
-    return _row_counts(con)
+    return replace_raw_tables(
+        con,
+        {table: f"_staged_{table}" for table in raw_columns()},
+        source=source or f"load-csv {folder.resolve().name}",
+    )
 
 
-def replace_raw_tables(con: duckdb.DuckDBPyConnection, tables: Mapping[str, str]) -> None:
-    """Replace the raw tables in one transaction from relations named in `tables`.
+def replace_raw_tables(
+    con: duckdb.DuckDBPyConnection, tables: Mapping[str, str], source: str = "replace_raw_tables"
+) -> dict[str, int]:
+    """Replace the raw tables in one transaction from relations named in `tables`, and log the
+    load (mode 'replace', `source`) in that transaction. Returns the row count per table.
 
     Each name is anything DuckDB can select from in `con` (a table, a view, a registered
     DataFrame or Arrow table) whose columns cast to the declared types.
@@ -42,40 +61,65 @@ def replace_raw_tables(con: duckdb.DuckDBPyConnection, tables: Mapping[str, str]
             con.execute(
                 f"create or replace table {RAW_SCHEMA}.{table} as select {columns} from {relation}"
             )
+        counts = {
+            table: con.execute(f"select count(*) from {RAW_SCHEMA}.{table}").fetchall()[0][0]
+            for table in tables
+        }
+        record_load(con, "replace", source, counts)
         con.execute("commit")
     except BaseException:
-        con.execute("rollback")
+        rollback(con)
         raise
+    return counts
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction. After a fatal error (a full disk) DuckDB may refuse even
+    that, having dropped the transaction itself; the error to report is the first one."""
+    try:
+        con.execute("rollback")
+    except duckdb.Error:
+        pass
+
+
+def write_failure(path: Path, error: Exception) -> str:
+    """Why writing `path` failed, in one line of our own: DuckDB's message may carry more than
+    the cause, and the cause is all a user can act on."""
+    text = str(error).lower()
+    reason = next(
+        (meaning for said, meaning in _WRITE_FAILURES.items() if said in text),
+        "the disk is full or the file is not writable",
+    )
+    return f"could not write {path}: {reason}"
+
+
+def is_lock_conflict(error: Exception) -> bool:
+    """Whether DuckDB refused to open the file because another process holds it."""
+    return "could not set lock" in str(error).lower()
 
 
 def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path, table: str, columns: dict) -> None:
-    """Read one CSV as text into a temp table (rowid = data line - 2) and check every value."""
+    """Read one CSV as text (rowid = data row - 1), check every value, and cast it into the
+    temp table _staged_<table>."""
     if not path.is_file():
         raise RawDataError(f"{path.name}: file missing from {path.parent} (expected {table}.csv)")
-    _check_header(path, list(columns))
-    try:
-        con.execute(
-            f"create or replace temp table _text_{table} as "
-            "select * from read_csv(?, header = true, all_varchar = true)",
-            [str(path)],
-        )
-    except duckdb.Error as error:
-        raise RawDataError(f"{path.name}: not a readable CSV: {error}") from None
+    header = read_header(path)
+    _check_header(path.name, header, list(columns))
+    stage_text(con, path, f"_text_{table}", header)
     for name, data_type in columns.items():
         _check_values(con, path.name, table, name, data_type)
     casts = ", ".join(f"{_cast(name, data_type)} as {name}" for name, data_type in columns.items())
     con.execute(f"create or replace temp table _staged_{table} as select {casts} from _text_{table}")
+    con.execute(f"drop table _text_{table}")  # the text copy would double the memory held
 
 
-def _check_header(path: Path, expected: list[str]) -> None:
-    with path.open(newline="") as handle:
-        header = next(csv.reader(handle), [])
+def _check_header(file_name: str, header: list[str], expected: list[str]) -> None:
     missing = [name for name in expected if name not in header]
-    unexpected = [name for name in header if name not in expected]
-    if missing:
-        raise RawDataError(f"{path.name}, line 1: missing column(s) {', '.join(missing)}")
-    if unexpected:
-        raise RawDataError(f"{path.name}, line 1: unexpected column(s) {', '.join(unexpected)}")
+    unexpected = [name or "(no name)" for name in header if name not in expected]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    for problem, names in [("missing", missing), ("unexpected", unexpected), ("repeated", repeated)]:
+        if names:
+            raise RawDataError(f"{file_name}, line 1: {problem} column(s) {', '.join(names)}")
 
 
 def _check_values(con, file_name: str, table: str, column: str, data_type: str) -> None:
@@ -83,14 +127,33 @@ def _check_values(con, file_name: str, table: str, column: str, data_type: str) 
         return
     bad_rows = f"from _text_{table} where {column} is not null and {_try_cast(column, data_type)} is null"
     count, first_rowid = con.execute(f"select count(*), min(rowid) {bad_rows}").fetchall()[0]
-    if count:
-        (value,) = con.execute(
-            f"select {column} from _text_{table} where rowid = ?", [first_rowid]
-        ).fetchall()[0]
-        raise RawDataError(
-            f"{file_name}, column {column}: {count} value(s) do not parse as {data_type}; "
-            f"first at line {first_rowid + 2}: {value!r}"
-        )
+    if not count:
+        return
+    where = f"first at line {_line_of(con, table, first_rowid)}"
+    if column in pii_columns()[table]:
+        # Personal data stays out of terminals and logs, even when it is malformed.
+        shown = f"{where} (not shown: {column} is personal data)"
+    else:
+        ((value,),) = con.execute(f"select {column} from _text_{table} where rowid = ?", [first_rowid]).fetchall()
+        shown = f"{where}: {_shown(value)}"
+    raise RawDataError(f"{file_name}, column {column}: {count} value(s) do not parse as {data_type}; {shown}")
+
+
+def _line_of(con, table: str, rowid: int) -> int:
+    """The file line a row starts on: below the header, after the rows before it, counting the
+    line breaks inside their quoted values."""
+    newlines = " + ".join(f"coalesce(length({name}) - length(replace({name}, chr(10), '')), 0)"
+                          for name in raw_columns()[table])
+    ((inside,),) = con.execute(
+        f"select coalesce(sum({newlines}), 0) from _text_{table} where rowid < ?", [rowid]
+    ).fetchall()
+    return rowid + 2 + int(inside)
+
+
+def _shown(value: str) -> str:
+    if len(value) <= _SHOWN_VALUE_CHARS:
+        return repr(value)
+    return f"{value[:_SHOWN_VALUE_CHARS]!r}... ({len(value)} characters)"
 
 
 def _cast(column: str, data_type: str) -> str:
@@ -102,10 +165,3 @@ def _cast(column: str, data_type: str) -> str:
 
 def _try_cast(column: str, data_type: str) -> str:
     return _cast(column, data_type).replace("cast(", "try_cast(", 1)
-
-
-def _row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    return {
-        table: con.execute(f"select count(*) from {RAW_SCHEMA}.{table}").fetchall()[0][0]
-        for table in raw_columns()
-    }

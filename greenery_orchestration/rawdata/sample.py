@@ -14,10 +14,15 @@ window is long enough for orders to ship, ~0.6 package_shipped).
 
 Events are grouped, not sorted by time: all page views and adds to cart (session by session,
 in time order within a session), then all checkouts, then all package shipments.
+
+`append_sample` adds the next hours of the shop to raw tables that may hold anything (the course
+data, say): its sessions browse and order the products and promos already in the raw tables,
+so every id an appended row refers to exists.
 """
 
 import math
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -25,8 +30,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from greenery_orchestration.rawdata.load_csv import replace_raw_tables
-from greenery_orchestration.rawdata.schema import raw_columns
+from greenery_orchestration.rawdata.load_csv import replace_raw_tables, rollback
+from greenery_orchestration.rawdata.load_log import record_load
+from greenery_orchestration.rawdata.schema import RAW_SCHEMA, raw_columns
 
 SITE = "https://greenary.com"
 
@@ -40,6 +46,9 @@ MAX_QUANTITY = 3
 
 HOUR = 3600
 DAY = 24 * HOUR
+# The shortest window: the longest session (10 page views, 10 adds, a checkout, ~50 minutes)
+# must fit inside it.
+MIN_WINDOW = HOUR
 SHIP_AFTER = (2 * HOUR, 12 * HOUR)  # checkout -> package_shipped
 TRANSIT = (1 * DAY, 6 * DAY)  # package_shipped -> delivered
 ESTIMATED_DAYS = (2, 8)  # checkout -> estimated delivery, whole days
@@ -62,13 +71,12 @@ PRODUCT_NAMES = [
     "Cast Iron Plant", "Umbrella Tree", "Norfolk Island Pine", "Wax Begonia", "Purple Shamrock",
     "Olive Tree", "Lemon Lime Dracaena", "Zebra Plant", "Kalanchoe", "Venus Flytrap",
 ]  # fmt: skip
-# Strides coprime with the number of products: a session walks distinct products.
-PRODUCT_STRIDES = np.array([s for s in range(1, len(PRODUCT_NAMES)) if math.gcd(s, len(PRODUCT_NAMES)) == 1])
 PRICE_DOLLARS = (12, 96)
 PRICE_CENTS = np.array([0, 25, 50, 75, 95])
 
 PROMO_IDS = ["spring-sale", "green thumb", "repot-week", "Fern Friday", "welcome", "leafy-loyalty"]
 PROMO_DISCOUNT = (2, 21)  # whole dollars
+CATALOGUE = ("products", "promos")  # what sessions browse and orders use; appends keep it
 
 FIRST_NAMES = [
     "Ava", "Ben", "Chloe", "Daniel", "Elena", "Felix", "Grace", "Hugo", "Iris", "Jonah",
@@ -117,34 +125,38 @@ _INT32_MAX = 2**31 - 1
 
 
 def sample_tables(
-    *, seed: int, sessions_per_day: int, end: datetime, days: int | None = None, hours: int | None = None
+    *,
+    seed: int,
+    sessions_per_day: int,
+    end: datetime,
+    days: int | None = None,
+    hours: int | None = None,
+    start: datetime | None = None,
+    catalogue: dict[str, pa.Table] | None = None,
 ) -> dict[str, pa.Table]:
-    """A synthetic Greenery data set of `days` (or `hours`) ending at `end` (UTC, tz-aware
-    datetime), deterministic for `seed` and `end`.
+    """A synthetic Greenery data set of `days` (or `hours`, or since `start`) ending at `end`
+    (tz-aware datetimes), deterministic for `seed`, the window and the catalogue.
 
     Returns the seven raw tables (addresses, events, order_items, orders, products, promos,
     users) as Arrow tables with the columns of `raw_columns()`, in order. Timestamps are naive
-    UTC with whole seconds; every event and order timestamp lies in the window before `end`.
-    The catalogue (products, promos) depends on `seed` alone, so windows generated with one seed
+    UTC with whole seconds; every event and order timestamp lies in the window. The window is
+    at least an hour long.
+
+    The catalogue is `catalogue` ({'products': ..., 'promos': ...} with the raw columns, e.g.
+    `raw_catalogue`) when given, else drawn from `seed` alone: windows generated with one seed
     and different ends share it and can be appended to each other without key collisions.
     """
-    if end.tzinfo is None or end.utcoffset() is None:
-        raise ValueError("end must be a timezone-aware datetime")
-    window_hours = hours if hours is not None else (days or 0) * 24
-    if window_hours < 1 or sessions_per_day < 1:
-        raise ValueError("the window (days or hours) and sessions_per_day must be at least 1")
-    end_us = (end - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
-    hi = end_us // 1_000_000  # last whole second <= end
-    lo = -((window_hours * HOUR * 1_000_000 - end_us) // 1_000_000)  # first whole second >= window start
-    n_sessions = max(1, round(sessions_per_day * window_hours / 24))
+    lo, hi, window_us = _window(end, days=days, hours=hours, start=start)
+    if sessions_per_day < 1:
+        raise ValueError("sessions_per_day must be at least 1")
+    n_sessions = max(1, round(sessions_per_day * window_us / (DAY * 1_000_000)))
+    catalogue = catalogue or seed_catalogue(seed)
+    product_ids, price_cents, promo_ids, promo_discount_cents = _catalogue_arrays(catalogue)
 
-    rng = np.random.default_rng(seed)
-    columns = {}
-    columns["products"], product_ids, price_cents = _products(rng)
-    columns["promos"], promo_discount_cents = _promos(rng)
     # Everything after the catalogue from a stream of this window's own.
     rng = np.random.default_rng([seed, hi])
-    sessions = _sessions(rng, n_sessions, len(PRODUCT_NAMES), lo, hi)
+    columns = dict(catalogue)
+    sessions = _sessions(rng, n_sessions, len(price_cents), lo, hi)
     n_users = max(MIN_USERS, int(n_sessions * USERS_PER_SESSION))
     session_user = rng.integers(n_users, size=sessions["count"])
     orders = _orders(rng, sessions, price_cents, promo_discount_cents, hi)
@@ -152,7 +164,7 @@ def sample_tables(
     columns["users"] = _users(rng, user_ids, address_ids, session_user, sessions["start"], hi)
     columns["addresses"] = _addresses(rng, address_ids)
     order_ids = _uuids(rng, orders["count"])
-    columns["orders"] = _orders_columns(rng, orders, order_ids, user_ids, address_ids, session_user)
+    columns["orders"] = _orders_columns(rng, orders, order_ids, user_ids, address_ids, session_user, promo_ids)
     columns["order_items"] = {
         "order_id": _text((order_ids, orders["item_order"])),
         "product_id": _text((product_ids, orders["item_product"])),
@@ -166,59 +178,190 @@ def sample_tables(
     }
 
 
-def append_sample(warehouse: Path, *, seed: int, hours: int, sessions_per_day: int) -> dict[str, int]:
-    """The next `hours` of the shop, after the newest raw event, added to the raw tables of the
-    warehouse file in one transaction (new users and orders included; the catalogue is kept)."""
+def seed_catalogue(seed: int) -> dict[str, pa.Table]:
+    """The products and promos of `seed`'s shop, as raw tables."""
+    rng = np.random.default_rng(seed)
+    products, promos = _products(rng), _promos(rng)
+    return {
+        table: pa.table([columns[name] for name in raw_columns()[table]], names=list(raw_columns()[table]))
+        for table, columns in [("products", products), ("promos", promos)]
+    }
+
+
+def raw_catalogue(connection: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
+    """The products and promos in the warehouse's raw tables, one row per key, in key order
+    (so that a seed and a window give one sample)."""
+    keys = {"products": "product_id", "promos": "promo_id"}
+    return {
+        table: connection.sql(
+            f"select distinct on ({key}) * from {RAW_SCHEMA}.{table} where {key} is not null order by {key}"
+        ).to_arrow_table()
+        for table, key in keys.items()
+    }
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What `append_to_raw` added: the window's first and last second (naive UTC) and the rows."""
+
+    start: datetime
+    end: datetime
+    counts: dict[str, int]
+
+
+class NothingToAppend(Exception):
+    """Less than an hour lies between the newest raw event and the latest allowed end (now)."""
+
+
+def append_to_raw(
+    warehouse: Path, *, seed: int, hours: int, sessions_per_day: int, until: datetime | None = None
+) -> Appended:
+    """The next `hours` of the shop after the newest raw event, but never past `until` (default
+    now), added to the raw tables of the warehouse file in one transaction with its load-log row.
+
+    New users, addresses, orders and events; they browse and order the products and promos
+    already in the raw tables, which are kept as they are. Raises NothingToAppend when the
+    window would be shorter than an hour, and ValueError when there is nothing to append to.
+    """
+    until = until or datetime.now(UTC)
+    if not warehouse.exists():
+        raise ValueError(f"no warehouse at {warehouse}: run `greenery sample` or `greenery load-csv` first")
     with duckdb.connect(str(warehouse)) as connection:
-        ((newest,),) = connection.execute("select max(created_at) from raw.events").fetchall()
-        if newest is None:
-            raise ValueError(f"no raw events in {warehouse} to append after: run `greenery sample` first")
-        end = newest.replace(tzinfo=timezone.utc) + timedelta(hours=hours, seconds=1)
-        tables = sample_tables(seed=seed, hours=hours, sessions_per_day=sessions_per_day, end=end)
-        appended = {t: rows for t, rows in tables.items() if t not in ("products", "promos")}
-        connection.execute("begin transaction")
-        try:
-            for table, rows in appended.items():
-                connection.register(f"sample_{table}", rows)
-                connection.execute(f"insert into raw.{table} by name select * from sample_{table}")
-            connection.execute("commit")
-        except BaseException:
-            connection.execute("rollback")
-            raise
-    return {table: rows.num_rows for table, rows in appended.items()}
+        newest = _newest_event(connection, warehouse)
+        start = newest.replace(tzinfo=UTC) + timedelta(seconds=1)
+        end = min(start + timedelta(hours=hours), until)
+        if end - start < timedelta(seconds=MIN_WINDOW):
+            raise NothingToAppend(
+                f"Nothing to append: less than an hour lies between the newest raw event "
+                f"({newest:%Y-%m-%d %H:%M:%S} UTC) and {until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, and an "
+                "appended window lasts at least an hour and ends by then"
+            )
+        tables = sample_tables(
+            seed=seed, sessions_per_day=sessions_per_day, start=start, end=end,
+            catalogue=raw_catalogue(connection),
+        )
+        lo, hi, _ = _window(end, start=start)
+        appended = Appended(_naive_utc(lo), _naive_utc(hi), {t: r.num_rows for t, r in tables.items() if t not in CATALOGUE})
+        source = (
+            f"sample --append seed={seed} sessions-per-day={sessions_per_day} "
+            f"from {appended.start:%Y-%m-%dT%H:%M:%SZ} to {appended.end:%Y-%m-%dT%H:%M:%SZ}"
+        )
+        _insert_rows(connection, {table: tables[table] for table in appended.counts}, source)
+    return appended
+
+
+def append_sample(warehouse: Path, **spec) -> dict[str, int]:
+    """`append_to_raw(warehouse, **spec)`, returning only the row counts (what bench/run.py reads)."""
+    return append_to_raw(warehouse, **spec).counts
 
 
 def write_sample(target: Path, **spec) -> dict[str, int]:
     """Write `sample_tables(**spec)` into a warehouse file's raw tables (`*.duckdb`), in one
-    transaction, or as the seven CSVs `greenery load-csv` reads into a folder. Returns row counts.
+    transaction with its load-log row, or as the seven CSVs `greenery load-csv` reads into a
+    folder. Returns row counts.
     """
     tables = sample_tables(**spec)
     with duckdb.connect(str(target) if target.suffix == ".duckdb" else ":memory:") as connection:
         for table, rows in tables.items():
             connection.register(f"sample_{table}", rows)
         if target.suffix == ".duckdb":
-            replace_raw_tables(connection, {table: f"sample_{table}" for table in tables})
+            replace_raw_tables(connection, {table: f"sample_{table}" for table in tables}, source=_source(spec))
         else:
             target.mkdir(parents=True, exist_ok=True)
             for table in tables:
+                path = str(target / f"{table}.csv").replace("'", "''")
                 connection.execute(
-                    f"copy sample_{table} to '{target / table}.csv' "
-                    "(header, timestampformat '%Y-%m-%dT%H:%M:%SZ')"
+                    f"copy sample_{table} to '{path}' (header, timestampformat '%Y-%m-%dT%H:%M:%SZ')"
                 )
     return {table: rows.num_rows for table, rows in tables.items()}
+
+
+def _window(
+    end: datetime, *, days: int | None = None, hours: int | None = None, start: datetime | None = None
+) -> tuple[int, int, int]:
+    """The window's first and last whole second (since the epoch) and its length in microseconds."""
+    if any(moment is not None and moment.utcoffset() is None for moment in (end, start)):
+        raise ValueError("end and start must be timezone-aware datetimes")
+    end_us = _epoch_us(end)
+    if start is not None:
+        window_us = end_us - _epoch_us(start)
+    else:
+        window_us = (hours if hours is not None else (days or 0) * 24) * HOUR * 1_000_000
+    if window_us < MIN_WINDOW * 1_000_000:
+        raise ValueError("the window (days, hours, or start to end) must be at least one hour")
+    hi = end_us // 1_000_000  # last whole second <= end
+    lo = -((window_us - end_us) // 1_000_000)  # first whole second >= window start
+    return lo, hi, window_us
+
+
+def _epoch_us(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _naive_utc(second: int) -> datetime:
+    return datetime(1970, 1, 1) + timedelta(seconds=second)
+
+
+def _newest_event(connection: duckdb.DuckDBPyConnection, warehouse: Path) -> datetime:
+    try:
+        ((newest,),) = connection.execute(f"select max(created_at) from {RAW_SCHEMA}.events").fetchall()
+    except duckdb.CatalogException:
+        newest = None
+    if newest is None:
+        raise ValueError(f"no raw events in {warehouse} to append after: run `greenery sample` or `greenery load-csv` first")
+    return newest
+
+
+def _insert_rows(connection: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table], source: str) -> None:
+    """Add `tables`' rows to the raw tables and log the load, in one transaction."""
+    connection.execute("begin transaction")
+    try:
+        for table, rows in tables.items():
+            connection.register(f"sample_{table}", rows)
+            connection.execute(f"insert into {RAW_SCHEMA}.{table} by name select * from sample_{table}")
+        record_load(connection, "append", source, {table: rows.num_rows for table, rows in tables.items()})
+        connection.execute("commit")
+    except BaseException:
+        rollback(connection)
+        raise
+
+
+def _source(spec: dict) -> str:
+    """The load log's `source` of `greenery sample`: every setting that decides the data."""
+    window = f"hours={spec['hours']}" if spec.get("hours") else f"days={spec.get('days')}"
+    end = spec["end"].astimezone(UTC)
+    return f"sample seed={spec['seed']} {window} sessions-per-day={spec['sessions_per_day']} end={end:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _catalogue_arrays(catalogue: dict[str, pa.Table]):
+    """Product ids (see _id_text), prices in cents, promo ids and discounts in cents."""
+    products, promos = catalogue["products"], catalogue["promos"]
+    if products.num_rows == 0:
+        raise ValueError("there are no products to browse (raw.products is empty)")
+    price_cents = np.rint(pc.fill_null(products["price"], 0.0).to_numpy() * 100).astype(np.int64)
+    discount_cents = pc.fill_null(promos["discount"], 0).to_numpy().astype(np.int64) * 100
+    return _id_text(products["product_id"].to_pylist()), price_cents, promos["promo_id"].to_pylist(), discount_cents
+
+
+def _id_text(ids: list[str]) -> np.ndarray | pa.Array:
+    """Ids as the byte matrix `_text` copies rows from when they share one width (UUIDs do), else
+    as Arrow strings (slower, but ids of any shape will do)."""
+    encoded = [value.encode() for value in ids]
+    if len({len(value) for value in encoded}) == 1 and encoded[0]:
+        return np.frombuffer(b"".join(encoded), dtype=np.uint8).reshape(len(encoded), -1)
+    return pa.array(ids, pa.large_string())
 
 
 def _products(rng):
     n = len(PRODUCT_NAMES)
     price_cents = rng.integers(*PRICE_DOLLARS, size=n) * 100 + rng.choice(PRICE_CENTS, size=n)
     ids = _uuids(rng, n)
-    table = {
+    return {
         "product_id": _text((ids, None)),
         "name": pa.array(PRODUCT_NAMES),
         "price": pa.array(price_cents / 100),
         "inventory": pa.array(rng.integers(10, 101, size=n), pa.int32()),
     }
-    return table, ids, price_cents
 
 
 def _promos(rng):
@@ -226,12 +369,11 @@ def _promos(rng):
     discount = rng.integers(*PROMO_DISCOUNT, size=n)
     active = rng.random(n) < 0.25
     active[rng.integers(n)] = True  # at least one running promo
-    table = {
+    return {
         "promo_id": pa.array(PROMO_IDS),
         "discount": pa.array(discount, pa.int32()),
         "status": pa.array(np.where(active, "active", "inactive")),
     }
-    return table, discount * 100
 
 
 def _sessions(rng, n_sessions, n_products, lo, hi):
@@ -241,14 +383,15 @@ def _sessions(rng, n_sessions, n_products, lo, hi):
     seconds to minutes apart. Browsing events are laid out session by session.
     """
     weights = PAGE_VIEW_WEIGHTS / PAGE_VIEW_WEIGHTS.sum()
-    n_views = rng.choice(len(weights), size=n_sessions, p=weights) + 1
+    # A small catalogue (raw tables of anyone's) caps the views: a session views distinct products.
+    n_views = np.minimum(rng.choice(len(weights), size=n_sessions, p=weights) + 1, n_products)
     view_session = np.repeat(np.arange(n_sessions), n_views)
     first_view = np.cumsum(n_views) - n_views
     view_rank = np.arange(len(view_session)) - np.repeat(first_view, n_views)
     # Distinct products per session: walk the catalogue from a popular start by a coprime stride.
     popularity = rng.gamma(2.0, size=n_products)
     start_product = rng.choice(n_products, size=n_sessions, p=popularity / popularity.sum())
-    stride = rng.choice(PRODUCT_STRIDES, size=n_sessions)
+    stride = rng.choice(_strides(n_products), size=n_sessions)
     view_product = (np.repeat(start_product, n_views) + view_rank * np.repeat(stride, n_views)) % n_products
 
     added = rng.random(len(view_session)) < ADD_TO_CART_RATE
@@ -293,6 +436,11 @@ def _sessions(rng, n_sessions, n_products, lo, hi):
     }
 
 
+def _strides(n_products: int) -> np.ndarray:
+    """Steps coprime with the number of products: walking by one visits each product once."""
+    return np.array([s for s in range(1, n_products) if math.gcd(s, n_products) == 1] or [1])
+
+
 def _orders(rng, sessions, price_cents, promo_discount_cents, hi):
     """One order per checkout, holding the products added to cart in its session."""
     order_session = np.flatnonzero(sessions["checks_out"])
@@ -306,9 +454,11 @@ def _orders(rng, sessions, price_cents, promo_discount_cents, hi):
     cost = np.bincount(item_order, weights=price_cents[item_product] * item_quantity, minlength=n)
     cost = np.rint(cost).astype(np.int64)
     shipping = rng.integers(100, 1000, size=n)
-    promo = rng.integers(len(promo_discount_cents), size=n)
-    discount = promo_discount_cents[promo]
-    has_promo = (rng.random(n) < PROMO_RATE) & (discount < cost)
+    # With no promos in the catalogue, draw as if there were one, and apply none.
+    discounts = promo_discount_cents if len(promo_discount_cents) else np.zeros(1, dtype=np.int64)
+    promo = rng.integers(len(discounts), size=n)
+    discount = discounts[promo]
+    has_promo = (rng.random(n) < PROMO_RATE) & (discount < cost) & (len(promo_discount_cents) > 0)
 
     created = sessions["checkout_time"]
     shipped_at = created + rng.integers(*SHIP_AFTER, size=n)
@@ -332,7 +482,7 @@ def _orders(rng, sessions, price_cents, promo_discount_cents, hi):
     }
 
 
-def _orders_columns(rng, orders, order_ids, user_ids, address_ids, session_user):
+def _orders_columns(rng, orders, order_ids, user_ids, address_ids, session_user, promo_ids):
     n = orders["count"]
     user = session_user[orders["session"]]
     shipped, delivered = orders["is_shipped"], orders["is_delivered"]
@@ -343,7 +493,7 @@ def _orders_columns(rng, orders, order_ids, user_ids, address_ids, session_user)
     return {
         "order_id": _text((order_ids, None)),
         "user_id": _text((user_ids, user)),
-        "promo_id": _pick(PROMO_IDS, orders["promo"], valid=orders["promo"] >= 0),
+        "promo_id": _pick(promo_ids, orders["promo"], valid=orders["promo"] >= 0),
         "address_id": _text((address_ids, user)),
         "created_at": _timestamps(orders["created"]),
         "order_cost": pa.array(orders["cost_cents"] / 100),
@@ -463,8 +613,10 @@ def _uuids(rng, n: int) -> np.ndarray:
     return text
 
 
-def _prefixed(prefix: str, text: np.ndarray) -> np.ndarray:
-    """Each row of a byte matrix after the same prefix."""
+def _prefixed(prefix: str, text: np.ndarray | pa.Array) -> np.ndarray | pa.Array:
+    """Each row of a byte matrix (or each Arrow string) after the same prefix."""
+    if isinstance(text, pa.Array):
+        return pc.binary_join_element_wise(prefix, text, "")
     head = np.frombuffer(prefix.encode(), dtype=np.uint8)
     return np.hstack([np.broadcast_to(head, (len(text), len(head))), text])
 
@@ -474,8 +626,11 @@ def _text(*blocks, valid=None) -> pa.Array:
 
     Each block is (matrix, index): the matrix's rows picked by `index` (all rows if None), or
     (None, count) for that many nulls. With `valid`, the blocks' values fill the rows where
-    `valid` is true, in order, and the other rows are null.
+    `valid` is true, in order, and the other rows are null. A block's matrix may also be an
+    Arrow string array (see _id_text), without `valid`.
     """
+    if any(isinstance(table, pa.Array) for table, _ in blocks):
+        return _arrow_text(blocks)
     counts = [index if table is None else len(table if index is None else index) for table, index in blocks]
     widths = [0 if table is None else table.shape[1] for table, _ in blocks]
     lengths = np.repeat(np.array(widths, dtype=np.int64), counts)
@@ -517,9 +672,24 @@ def _text(*blocks, valid=None) -> pa.Array:
     )
 
 
+def _arrow_text(blocks) -> pa.Array:
+    """`_text` of blocks some of which hold Arrow strings: slower, but only appends to raw tables
+    with ids of uneven width (not UUIDs) come here."""
+    parts = []
+    for table, index in blocks:
+        if table is None:
+            part = pa.nulls(index, pa.large_string())
+        elif isinstance(table, pa.Array):
+            part = table if index is None else table.take(pa.array(index))
+        else:
+            part = _text((table, index))
+        parts.append(part.cast(pa.large_string()))
+    return pa.concat_arrays(parts)
+
+
 def _pick(values: list[str], index: np.ndarray, valid=None) -> pa.Array:
     """values[index] as Arrow strings, null where not `valid`."""
-    return pc.take(pa.array(values), pa.array(index, mask=None if valid is None else ~valid))
+    return pc.take(pa.array(values, pa.string()), pa.array(index, mask=None if valid is None else ~valid))
 
 
 def _timestamps(seconds: np.ndarray, valid=None) -> pa.Array:

@@ -12,8 +12,27 @@ RAW_SCHEMA = "raw"
 @cache
 def raw_columns() -> dict[str, dict[str, str]]:
     """{table: {column: DuckDB type}} in file order, for the seven Greenery raw tables."""
-    (source,) = yaml.safe_load(SOURCES_YAML.read_text())["sources"]
     return {
         table["name"]: {column["name"]: column["data_type"] for column in table["columns"]}
-        for table in source["tables"]
+        for table in _source_tables()
     }
+
+
+@cache
+def pii_columns() -> dict[str, frozenset[str]]:
+    """{table: columns declared `meta: {pii: true}`}: values an error message must never show."""
+    return {
+        table["name"]: frozenset(column["name"] for column in table["columns"] if _is_pii(column))
+        for table in _source_tables()
+    }
+
+
+def _source_tables() -> list[dict]:
+    (source,) = yaml.safe_load(SOURCES_YAML.read_text())["sources"]
+    return source["tables"]
+
+
+def _is_pii(column: dict) -> bool:
+    # dbt takes `meta` under `config` (current) or beside it (older projects); honour both.
+    meta = {**column.get("meta", {}), **column.get("config", {}).get("meta", {})}
+    return bool(meta.get("pii"))
