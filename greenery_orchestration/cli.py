@@ -35,44 +35,94 @@ class UserFacingError(Exception):
 
 
 def load_csv(args) -> int:
-    from greenery_orchestration.rawdata.load_csv import RawDataError, load_csv_dir  # noqa: PLC0415
+    from greenery_orchestration.rawdata.load_csv import (  # noqa: PLC0415
+        RawDataError,
+        is_lock_conflict,
+        load_csv_dir,
+        write_failure,
+    )
 
-    path = _prod_path()
+    path = duckdb_path()
     print(f"Loading {args.folder} into {path} (schema raw)...")
     try:
-        with duckdb.connect(str(path)) as connection:
+        with duckdb.connect(str(_prod_path())) as connection:
             counts = load_csv_dir(connection, Path(args.folder))
     except RawDataError as error:
         raise UserFacingError(f"{error}. Nothing was loaded; raw tables are unchanged.") from None
+    except (duckdb.IOException, OSError) as error:
+        if is_lock_conflict(error):
+            raise  # main() says the warehouse is in use
+        raise UserFacingError(f"{write_failure(path, error)}. Nothing was loaded; raw tables are unchanged.") from None
     for table, rows in counts.items():
         print(f"  raw.{table}: {rows:,} rows")
     return 0
 
 
 def sample(args) -> int:
-    from greenery_orchestration.rawdata.sample import append_sample, write_sample  # noqa: PLC0415
+    from greenery_orchestration.rawdata.load_csv import is_lock_conflict, write_failure  # noqa: PLC0415
+    from greenery_orchestration.rawdata.sample import NothingToAppend  # noqa: PLC0415
 
-    if args.append:
-        hours = args.hours or 1
-        print(f"Appending {hours} hour(s) at {args.sessions_per_day:,} sessions/day after the newest raw event...")
-        try:
-            counts = append_sample(
-                _prod_path(), seed=args.seed, hours=hours, sessions_per_day=args.sessions_per_day
-            )
-        except ValueError as error:
-            raise UserFacingError(str(error)) from None
-    else:
-        end = datetime.now(UTC)
-        window = {"hours": args.hours} if args.hours else {"days": args.days}
-        target = Path(args.csv_dir) if args.csv_dir else _prod_path()
-        print(
-            f"Generating {args.hours or args.days} {'hour' if args.hours else 'day'}(s) at "
-            f"{args.sessions_per_day:,} sessions/day ending {end:%Y-%m-%d %H:%M} UTC (seed {args.seed}) into {target}..."
-        )
-        counts = write_sample(target, seed=args.seed, sessions_per_day=args.sessions_per_day, end=end, **window)
+    target = Path(args.csv_dir) if args.csv_dir else duckdb_path()
+    try:
+        counts = _append_sample(args, target) if args.append else _write_sample(args, target)
+    except NothingToAppend as nothing:
+        print(nothing)  # not a failure: a shop can be quiet for an hour
+        return 0
+    except ValueError as error:
+        raise UserFacingError(str(error)) from None
+    except (duckdb.IOException, OSError) as error:
+        if is_lock_conflict(error):
+            raise  # main() says the warehouse is in use
+        unchanged = "" if args.csv_dir else ". Nothing was written; raw tables are unchanged."
+        raise UserFacingError(f"{write_failure(target, error)}{unchanged}") from None
     for table, rows in counts.items():
         print(f"  {table}: {rows:,} rows")
     return 0
+
+
+def _write_sample(args, target: Path) -> dict[str, int]:
+    from greenery_orchestration.rawdata.sample import write_sample  # noqa: PLC0415
+
+    end = args.end or datetime.now(UTC)
+    window = {"hours": args.hours} if args.hours else {"days": args.days}
+    if not args.csv_dir:
+        _prod_path()  # creates the warehouse folder
+    print(
+        f"Generating {args.hours or args.days} {'hour' if args.hours else 'day'}(s) at "
+        f"{args.sessions_per_day:,} sessions/day ending {end.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC "
+        f"(seed {args.seed}) into {target}..."
+    )
+    return write_sample(target, seed=args.seed, sessions_per_day=args.sessions_per_day, end=end, **window)
+
+
+def _append_sample(args, target: Path) -> dict[str, int]:
+    from greenery_orchestration.rawdata.sample import append_to_raw  # noqa: PLC0415
+
+    if args.csv_dir:
+        raise UserFacingError("--append adds to the warehouse's raw tables; it cannot write --csv-dir")
+    now = datetime.now(UTC)
+    until = min(args.end, now) if args.end else now  # never an event in the future
+    hours = args.hours or 1
+    print(
+        f"Appending up to {hours} hour(s) at {args.sessions_per_day:,} sessions/day after the newest raw "
+        f"event in {target}, ending by {until:%Y-%m-%d %H:%M:%S} UTC..."
+    )
+    appended = append_to_raw(
+        target, seed=args.seed, hours=hours, sessions_per_day=args.sessions_per_day, until=until
+    )
+    print(f"Appended {appended.start:%Y-%m-%d %H:%M:%S} to {appended.end:%Y-%m-%d %H:%M:%S} UTC (seed {args.seed}):")
+    return appended.counts
+
+
+def _utc_instant(text: str) -> datetime:
+    """An ISO 8601 date or date-time; UTC unless it carries an offset."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO date or date-time: {text!r} (e.g. 2026-01-01 or 2026-01-01T12:00:00Z)"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.utcoffset() is None else moment.astimezone(UTC)
 
 
 def run(args) -> int:
@@ -147,21 +197,48 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    command = commands.add_parser("load-csv", help="replace the raw tables with the seven CSVs in a folder")
+    command = commands.add_parser(
+        "load-csv",
+        help="replace the raw tables with the seven CSVs in a folder",
+        description="Replace the raw tables with the seven CSVs in FOLDER, in one transaction that also "
+        "logs the load in ops.load_log. Files are UTF-8, with or without a byte-order mark, with LF or "
+        "CRLF line endings (or a mix). A missing folder, file or column, a line with the wrong number of "
+        "fields, text that is not UTF-8 or a value that does not parse stops the load with one line "
+        "naming the file, the line and the cause (values of personal-data columns are never shown), "
+        "exit code 2; the raw tables then stay as they were. A full or read-only disk is reported the "
+        "same way.",
+    )
     command.add_argument("folder", help="folder holding addresses.csv, events.csv, ... users.csv")
     command.set_defaults(command=load_csv)
 
-    command = commands.add_parser("sample", help="write a synthetic Greenery data set that ends now")
-    command.add_argument("--seed", type=int, default=42, help="same seed, same data (default 42)")
+    command = commands.add_parser(
+        "sample",
+        help="write a synthetic Greenery data set that ends now (or at --end)",
+        description="Replace the raw tables with a synthetic shop (or write it as CSVs with --csv-dir), "
+        "or with --append add the next hours of the shop to what the raw tables hold. Each load is "
+        "logged in ops.load_log.",
+    )
+    command.add_argument("--seed", type=int, default=42, help="same seed and --end, same data (default 42)")
     command.add_argument("--days", type=int, default=3, help="days of activity (default 3)")
     command.add_argument(
         "--sessions-per-day", type=int, default=400, help="browsing sessions per day (default 400)"
     )
     command.add_argument("--hours", type=int, help="a window of this many hours instead of --days")
     command.add_argument(
+        "--end",
+        type=_utc_instant,
+        metavar="WHEN",
+        help="when the data ends: an ISO date or date-time, UTC unless it has an offset (e.g. "
+        "2026-01-01 or 2026-01-01T12:00:00Z; default now). With --append: the latest end of the "
+        "appended window (never later than now)",
+    )
+    command.add_argument(
         "--append",
         action="store_true",
-        help="add the next --hours (default 1) after the newest raw event, keeping what is there",
+        help="add the next --hours (default 1) after the newest raw event, keeping what is there: new "
+        "users and orders of the products and promos in the raw tables. The window ends by now (or "
+        "--end) and is at least an hour long; when less than an hour has passed since the newest "
+        "event, nothing is appended and the command says so (exit code 0)",
     )
     command.add_argument(
         "--csv-dir", help="write the seven CSVs to this folder instead of the warehouse's raw tables"
