@@ -48,7 +48,7 @@ def send(alert: Alert) -> bool:
 
 def run_alert(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Alert | None:
     """The alert a finished run calls for: its failure, or the checks that warned; else None."""
-    failed_checks = [_check_line(e) for e in _failed_check_evaluations(instance, run.run_id)]
+    failed_checks = [f"- {check_line(e)}" for e in _failed_check_evaluations(instance, run.run_id)]
     link = f"{ui_url()}/runs/{run.run_id}"
     if run.status == dg.DagsterRunStatus.FAILURE:
         lines = [f"Run {run.run_id[:8]} of {run.job_name} failed.", *_step_failures(instance, run.run_id), *failed_checks]
@@ -81,7 +81,8 @@ def _failed_check_evaluations(instance: dg.DagsterInstance, run_id: str) -> list
     return [e for e in evaluations if not e.passed]
 
 
-def _check_line(evaluation) -> str:
+def check_line(evaluation) -> str:
+    """A failed or warned check: its severity, name and asset, what was observed and the threshold."""
     metadata = {key: value.value for key, value in evaluation.metadata.items()}
     severity = evaluation.severity.value if evaluation.severity else "ERROR"
     if "age_hours" in metadata:
@@ -91,7 +92,7 @@ def _check_line(evaluation) -> str:
         observed = f"{metadata['dagster_dbt/failed_row_count']} failing row(s), threshold 0"
     else:
         observed = str(metadata.get("error", "failed"))
-    return f"- {severity} check {evaluation.check_name} on {evaluation.asset_key.to_user_string()}: {observed}"
+    return f"{severity} check {evaluation.check_name} on {evaluation.asset_key.to_user_string()}: {observed}"
 
 
 def _step_failures(instance: dg.DagsterInstance, run_id: str) -> list[str]:

@@ -126,11 +126,12 @@ def _utc_instant(text: str) -> datetime:
 
 
 def run(args) -> int:
+    ensure_dagster_home()
+    # The definitions are built from the manifest: parse before anything imports them.
+    _prepare_dbt_manifest()
     from greenery_orchestration.chain.run import run_chain  # noqa: PLC0415
 
-    ensure_dagster_home()
-    _prepare_dbt_manifest()
-    succeeded = run_chain(allow_stale=args.allow_stale, full_refresh=args.full_refresh)
+    succeeded = run_chain(allow_stale=args.allow_stale, full_refresh=args.full_refresh, verbose=args.verbose)
     if succeeded:
         _print_funnel("step")
     return 0 if succeeded else 1
@@ -260,6 +261,9 @@ def _parser() -> argparse.ArgumentParser:
         "--full-refresh",
         action="store_true",
         help="rebuild the incremental models (events, sessions) from all raw data",
+    )
+    command.add_argument(
+        "--verbose", "-v", action="store_true", help="also show dbt's line per model and test"
     )
     command.set_defaults(command=run)
 

@@ -1,18 +1,23 @@
 """The chain in this process: the same jobs, the same order and the same alerts as under the daemon."""
 
+import os
+import sys
+
 import dagster as dg
 
-from greenery_orchestration import alerts
+from greenery_orchestration import alerts, progress
 from greenery_orchestration.assets.dbt import FULL_REFRESH_TAG
 from greenery_orchestration.definitions import defs
 
 CHAIN = ["greenery_production", "greenery_docs_and_clone"]
 
 
-def run_chain(allow_stale: bool = False, full_refresh: bool = False) -> bool:
+def run_chain(allow_stale: bool = False, full_refresh: bool = False, verbose: bool = False) -> bool:
     """Run each job in turn on the DAGSTER_HOME instance, alerting as the sensors would; stop at a failure."""
     definitions = defs()
-    with dg.DagsterInstance.get() as instance:
+    # dbt colours its lines only for a terminal that will show them.
+    os.environ["DBT_USE_COLORS"] = str(verbose and sys.stdout.isatty()).lower()
+    with dg.DagsterInstance.get() as instance, progress.to_terminal(sys.stdout, verbose):
         for job_name in CHAIN:
             run_config = {"loggers": {"progress": {}}}
             if job_name == "greenery_production":
@@ -28,5 +33,16 @@ def run_chain(allow_stale: bool = False, full_refresh: bool = False) -> bool:
                 print(f"alert ({alert.level}): {alert.title}")
                 alerts.send(alert)
             if not result.success:
+                if not allow_stale and _stale_sources(instance, result.dagster_run.run_id):
+                    print(
+                        "Raw data is older than its freshness threshold (above). Load newer data, or build on "
+                        "this historical data anyway with `greenery run --allow-stale`."
+                    )
                 return False
     return True
+
+
+def _stale_sources(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    evaluations = [r.event_log_entry.dagster_event.asset_check_evaluation_data for r in records]
+    return [e.asset_key.to_user_string() for e in evaluations if e.check_name == "source_freshness" and not e.passed]

@@ -21,7 +21,8 @@ def test_stale_raw_data_stops_the_chain_before_masking_and_alerts(warehouse, cou
     assert schemas == {"raw"}
 
     shown = capsys.readouterr().out
-    assert "check source_freshness on raw/events FAILED: newest row" in shown
+    assert "ERROR check source_freshness on raw/events: newest row" in shown
+    assert "error after 24 hour(s)" in shown and "greenery run --allow-stale" in shown
     (alert,) = alert_inbox.received
     assert alert["type"] == "failure"
     assert alert["title"] == "[greenery] greenery_production failed"

@@ -139,7 +139,8 @@ def test_the_chain_passes_every_check_on_sample_data_loaded_from_csv(warehouse, 
         assert secret not in shown + captured.err
         assert secret not in logged  # no secret in the event log
     assert "run " in shown and "of greenery_production succeeded" in shown
-    assert "materialized marts/fct_funnel" in shown
+    assert "step greenery_models_2 finished in" in shown and "18 asset(s) materialized" in shown
+    assert "START" not in shown and "\x1b[" not in shown  # dbt's per-node lines only with --verbose
     funnel = _mart(warehouse / "prod.duckdb", "select sessions from marts.fct_funnel order by step_number")
     assert funnel.sessions[0] == 600  # every synthetic session views a product
     assert funnel.sessions[0] > funnel.sessions[1] > funnel.sessions[2] > 0
@@ -155,10 +156,10 @@ def test_bad_raw_data_fails_the_run_and_keeps_the_last_good_marts(warehouse, cou
     assert main(["run", "--allow-stale"]) == 1
 
     shown = capsys.readouterr().out
-    failed = [line for line in shown.splitlines() if "FAILED" in line and line.strip().startswith("check")]
+    failed = [line for line in shown.splitlines() if line.strip().startswith("ERROR check")]
     assert len(failed) == 1
     assert "source_accepted_values_greenery_events_event_type" in failed[0]
-    assert "on raw/events FAILED: 361 failing row(s)" in failed[0]  # one per checkout in the data
+    assert "on raw/events: 361 failing row(s), threshold 0" in failed[0]  # one per checkout in the data
     funnel = _mart(warehouse / "prod.duckdb", "select sessions from marts.fct_funnel order by step_number")
     assert funnel.sessions.tolist() == [578, 467, 361]
     failure = alert_inbox.received[-1]
@@ -192,6 +193,6 @@ def test_a_failing_model_test_stops_what_is_downstream_of_that_model_only(wareho
     assert "marts/fct_funnel" in built  # not downstream of order items
     assert not {"marts/fct_orders", "marts/fct_product_funnel", "docs/dbt_docs"} & built
     shown = capsys.readouterr().out
-    assert "check accepted_range_stg_greenery__order_items_quantity__1 on staging/stg_greenery__order_items FAILED" in shown
+    assert "ERROR check accepted_range_stg_greenery__order_items_quantity__1 on staging/stg_greenery__order_items: " in shown
     assert "of greenery_docs_and_clone" not in shown
     assert "stg_greenery__order_items" in alert_inbox.received[-1]["message"]
