@@ -37,7 +37,7 @@ class UserFacingError(Exception):
 def load_csv(args) -> int:
     from greenery_orchestration.rawdata.load_csv import (  # noqa: PLC0415
         RawDataError,
-        is_lock_conflict,
+        is_write_failure,
         load_csv_dir,
         write_failure,
     )
@@ -49,9 +49,9 @@ def load_csv(args) -> int:
             counts = load_csv_dir(connection, Path(args.folder))
     except RawDataError as error:
         raise UserFacingError(f"{error}. Nothing was loaded; raw tables are unchanged.") from None
-    except (duckdb.IOException, OSError) as error:
-        if is_lock_conflict(error):
-            raise  # main() says the warehouse is in use
+    except (duckdb.IOException, duckdb.FatalException, OSError) as error:
+        if not is_write_failure(error):
+            raise  # another process holds the warehouse (main() says so), or a bug
         raise UserFacingError(f"{write_failure(path, error)}. Nothing was loaded; raw tables are unchanged.") from None
     for table, rows in counts.items():
         print(f"  raw.{table}: {rows:,} rows")
@@ -59,7 +59,7 @@ def load_csv(args) -> int:
 
 
 def sample(args) -> int:
-    from greenery_orchestration.rawdata.load_csv import is_lock_conflict, write_failure  # noqa: PLC0415
+    from greenery_orchestration.rawdata.load_csv import is_write_failure, write_failure  # noqa: PLC0415
     from greenery_orchestration.rawdata.sample import NothingToAppend  # noqa: PLC0415
 
     target = Path(args.csv_dir) if args.csv_dir else duckdb_path()
@@ -70,9 +70,9 @@ def sample(args) -> int:
         return 0
     except ValueError as error:
         raise UserFacingError(str(error)) from None
-    except (duckdb.IOException, OSError) as error:
-        if is_lock_conflict(error):
-            raise  # main() says the warehouse is in use
+    except (duckdb.IOException, duckdb.FatalException, OSError) as error:
+        if not is_write_failure(error):
+            raise  # another process holds the warehouse (main() says so), or a bug
         unchanged = "" if args.csv_dir else ". Nothing was written; raw tables are unchanged."
         raise UserFacingError(f"{write_failure(target, error)}{unchanged}") from None
     for table, rows in counts.items():

@@ -9,7 +9,7 @@ from greenery_orchestration.rawdata.csv_file import RawDataError, read_header, s
 from greenery_orchestration.rawdata.load_log import record_load
 from greenery_orchestration.rawdata.schema import RAW_SCHEMA, pii_columns, raw_columns
 
-__all__ = ["RawDataError", "load_csv_dir", "replace_raw_tables", "rollback", "write_failure"]
+__all__ = ["RawDataError", "is_write_failure", "load_csv_dir", "replace_raw_tables", "rollback", "write_failure"]
 
 _SHOWN_VALUE_CHARS = 40
 # What the operating system said (in DuckDB's or Python's message), and what it means here.
@@ -93,9 +93,20 @@ def write_failure(path: Path, error: Exception) -> str:
     return f"could not write {path}: {reason}"
 
 
-def is_lock_conflict(error: Exception) -> bool:
-    """Whether DuckDB refused to open the file because another process holds it."""
-    return "could not set lock" in str(error).lower()
+def is_write_failure(error: Exception) -> bool:
+    """Whether `error` is the warehouse's disk refusing a write (full, read-only, over a size
+    limit), rather than another process holding the file or a bug.
+
+    A full disk can surface as DuckDB's FatalException too: when a commit writes a checkpoint
+    straight into the file and that fails. The commit then does not happen (the file's header,
+    written last, still points at the old tables) and the tables stay as they were.
+    """
+    text = str(error).lower()
+    if "could not set lock" in text:
+        return False  # another process holds the file: main() says so
+    if isinstance(error, duckdb.FatalException):
+        return "could not write" in text or any(said in text for said in _WRITE_FAILURES)
+    return isinstance(error, duckdb.IOException | OSError)
 
 
 def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path, table: str, columns: dict) -> None:
