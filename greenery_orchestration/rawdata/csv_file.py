@@ -35,7 +35,8 @@ def read_header(path: Path) -> list[str]:
     try:
         text = first_line.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise RawDataError(f"{path.name}, line 1: the header is not UTF-8 text; save the file as UTF-8") from None
+        message = f"{path.name}, line 1: the header is not UTF-8 text; save the file as UTF-8"
+        raise RawDataError(message) from None
     return next(csv.reader([text]), [])
 
 

@@ -9,7 +9,9 @@ from greenery_orchestration.rawdata.csv_file import RawDataError, read_header, s
 from greenery_orchestration.rawdata.load_log import record_load
 from greenery_orchestration.rawdata.schema import RAW_SCHEMA, pii_columns, raw_columns
 
-__all__ = ["RawDataError", "is_write_failure", "load_csv_dir", "replace_raw_tables", "rollback", "write_failure"]
+__all__ = [
+    "RawDataError", "is_write_failure", "load_csv_dir", "replace_raw_tables", "rollback", "write_failure",
+]
 
 _SHOWN_VALUE_CHARS = 40
 # What the operating system said (in DuckDB's or Python's message), and what it means here.
@@ -145,7 +147,7 @@ def _check_values(con, file_name: str, table: str, column: str, data_type: str) 
         # Personal data stays out of terminals and logs, even when it is malformed.
         shown = f"{where} (not shown: {column} is personal data)"
     else:
-        ((value,),) = con.execute(f"select {column} from _text_{table} where rowid = ?", [first_rowid]).fetchall()
+        value = con.execute(f"select {column} from _text_{table} where rowid = ?", [first_rowid]).fetchall()[0][0]
         shown = f"{where}: {_shown(value)}"
     raise RawDataError(f"{file_name}, column {column}: {count} value(s) do not parse as {data_type}; {shown}")
 

@@ -223,30 +223,20 @@ def append_to_raw(
     already in the raw tables, which are kept as they are. Raises NothingToAppend when the
     window would be shorter than an hour, and ValueError when there is nothing to append to.
     """
-    until = until or datetime.now(UTC)
     if not warehouse.exists():
         raise ValueError(f"no warehouse at {warehouse}: run `greenery sample` or `greenery load-csv` first")
     with duckdb.connect(str(warehouse)) as connection:
-        newest = _newest_event(connection, warehouse)
-        start = newest.replace(tzinfo=UTC) + timedelta(seconds=1)
-        end = min(start + timedelta(hours=hours), until)
-        if end - start < timedelta(seconds=MIN_WINDOW):
-            raise NothingToAppend(
-                f"Nothing to append: less than an hour lies between the newest raw event "
-                f"({newest:%Y-%m-%d %H:%M:%S} UTC) and {until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, and an "
-                "appended window lasts at least an hour and ends by then"
-            )
-        tables = sample_tables(
-            seed=seed, sessions_per_day=sessions_per_day, start=start, end=end,
-            catalogue=raw_catalogue(connection),
-        )
+        start, end = _append_window(_newest_event(connection, warehouse), hours, until or datetime.now(UTC))
+        catalogue = raw_catalogue(connection)
+        tables = sample_tables(seed=seed, sessions_per_day=sessions_per_day, start=start, end=end, catalogue=catalogue)
         lo, hi, _ = _window(end, start=start)
-        appended = Appended(_naive_utc(lo), _naive_utc(hi), {t: r.num_rows for t, r in tables.items() if t not in CATALOGUE})
+        counts = {table: rows.num_rows for table, rows in tables.items() if table not in CATALOGUE}
+        appended = Appended(_naive_utc(lo), _naive_utc(hi), counts)
         source = (
             f"sample --append seed={seed} sessions-per-day={sessions_per_day} "
             f"from {appended.start:%Y-%m-%dT%H:%M:%SZ} to {appended.end:%Y-%m-%dT%H:%M:%SZ}"
         )
-        _insert_rows(connection, {table: tables[table] for table in appended.counts}, source)
+        _insert_rows(connection, {table: tables[table] for table in counts}, source)
     return appended
 
 
@@ -265,7 +255,8 @@ def write_sample(target: Path, **spec) -> dict[str, int]:
         for table, rows in tables.items():
             connection.register(f"sample_{table}", rows)
         if target.suffix == ".duckdb":
-            replace_raw_tables(connection, {table: f"sample_{table}" for table in tables}, source=_source(spec))
+            relations = {table: f"sample_{table}" for table in tables}
+            replace_raw_tables(connection, relations, source=_source(spec))
         else:
             target.mkdir(parents=True, exist_ok=True)
             for table in tables:
@@ -308,8 +299,23 @@ def _newest_event(connection: duckdb.DuckDBPyConnection, warehouse: Path) -> dat
     except duckdb.CatalogException:
         newest = None
     if newest is None:
-        raise ValueError(f"no raw events in {warehouse} to append after: run `greenery sample` or `greenery load-csv` first")
+        raise ValueError(
+            f"no raw events in {warehouse} to append after: run `greenery sample` or `greenery load-csv` first"
+        )
     return newest
+
+
+def _append_window(newest: datetime, hours: int, until: datetime) -> tuple[datetime, datetime]:
+    """From just after the newest raw event (naive UTC) for `hours`, cut at `until`."""
+    start = newest.replace(tzinfo=UTC) + timedelta(seconds=1)
+    end = min(start + timedelta(hours=hours), until)
+    if end - start < timedelta(seconds=MIN_WINDOW):
+        raise NothingToAppend(
+            "Nothing to append: less than an hour lies between the newest raw event "
+            f"({newest:%Y-%m-%d %H:%M:%S} UTC) and {until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, and an "
+            "appended window lasts at least an hour and ends by then"
+        )
+    return start, end
 
 
 def _insert_rows(connection: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table], source: str) -> None:
@@ -328,9 +334,14 @@ def _insert_rows(connection: duckdb.DuckDBPyConnection, tables: dict[str, pa.Tab
 
 def _source(spec: dict) -> str:
     """The load log's `source` of `greenery sample`: every setting that decides the data."""
-    window = f"hours={spec['hours']}" if spec.get("hours") else f"days={spec.get('days')}"
-    end = spec["end"].astimezone(UTC)
-    return f"sample seed={spec['seed']} {window} sessions-per-day={spec['sessions_per_day']} end={end:%Y-%m-%dT%H:%M:%SZ}"
+    if spec.get("start"):
+        window = f"start={spec['start'].astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    else:
+        window = f"hours={spec['hours']}" if spec.get("hours") else f"days={spec.get('days')}"
+    return (
+        f"sample seed={spec['seed']} {window} sessions-per-day={spec['sessions_per_day']} "
+        f"end={spec['end'].astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    )
 
 
 def _catalogue_arrays(catalogue: dict[str, pa.Table]):
@@ -340,7 +351,8 @@ def _catalogue_arrays(catalogue: dict[str, pa.Table]):
         raise ValueError("there are no products to browse (raw.products is empty)")
     price_cents = np.rint(pc.fill_null(products["price"], 0.0).to_numpy() * 100).astype(np.int64)
     discount_cents = pc.fill_null(promos["discount"], 0).to_numpy().astype(np.int64) * 100
-    return _id_text(products["product_id"].to_pylist()), price_cents, promos["promo_id"].to_pylist(), discount_cents
+    product_ids = _id_text(products["product_id"].to_pylist())
+    return product_ids, price_cents, promos["promo_id"].to_pylist(), discount_cents
 
 
 def _id_text(ids: list[str]) -> np.ndarray | pa.Array:
@@ -349,7 +361,7 @@ def _id_text(ids: list[str]) -> np.ndarray | pa.Array:
     encoded = [value.encode() for value in ids]
     if len({len(value) for value in encoded}) == 1 and encoded[0]:
         return np.frombuffer(b"".join(encoded), dtype=np.uint8).reshape(len(encoded), -1)
-    return pa.array(ids, pa.large_string())
+    return pa.array(ids, pa.string())
 
 
 def _products(rng):

@@ -36,7 +36,7 @@ class Workspace:
         """Every raw table's row count and content hash, and the load log's rows."""
         with duckdb.connect(str(self.database), read_only=True) as connection:
             tables = {
-                table: connection.execute(f"select count(*), sum(hash(t))::varchar from raw.{table} t").fetchall()[0]
+                table: connection.execute(f"select count(*), sum(hash(r))::varchar from raw.{table} r").fetchone()
                 for table in raw_columns()
             }
             tables[LOAD_LOG] = connection.execute(f"select * from {LOAD_LOG} order by loaded_at").fetchall()

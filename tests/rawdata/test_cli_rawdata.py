@@ -75,7 +75,8 @@ def test_a_row_with_one_field_too_many_is_named_without_anyones_data(loaded, csv
 
     result = loaded.greenery("load-csv", str(csv_dir))
 
-    error = assert_refused(result, f"{table}.csv, line {line}: {columns + 1} fields where the header has {columns}")
+    expected = f"{table}.csv, line {line}: {columns + 1} fields where the header has {columns} "
+    error = assert_refused(result, expected)
     assert "extra" not in error
     assert_no_personal_data(error, course_data / "users.csv", rows=[line - 3, line - 2, line - 1])
     assert loaded.fingerprint() == before
@@ -149,7 +150,8 @@ def test_mixed_line_endings_load_like_the_plain_file(loaded, csv_dir):
     for table in ["users", "products"]:  # the course's users.csv is CRLF, products.csv LF
         path = csv_dir / f"{table}.csv"
         lines = path.read_bytes().replace(b"\r\n", b"\n").split(b"\n")
-        path.write_bytes(b"".join(line + (b"\r\n" if number % 3 else b"\n") for number, line in enumerate(lines)))
+        endings = [b"\r\n" if number % 3 else b"\n" for number in range(len(lines))]
+        path.write_bytes(b"".join(line + ending for line, ending in zip(lines, endings)))
 
     result = loaded.greenery("load-csv", str(csv_dir))
 
@@ -229,7 +231,7 @@ def test_a_full_disk_is_one_line_naming_the_warehouse_and_changes_nothing(
 
 def _raw_rows(database: Path) -> dict[str, list]:
     with duckdb.connect(str(database), read_only=True) as connection:
-        return {table: connection.execute(f"select * from raw.{table} order by all").fetchall() for table in raw_columns()}
+        return {t: connection.execute(f"select * from raw.{t} order by all").fetchall() for t in raw_columns()}
 
 
 def test_the_same_seed_and_end_give_the_same_raw_tables(tmp_path):
@@ -255,12 +257,14 @@ def test_an_end_that_is_not_a_date_is_refused(workspace):
 ORPHANS = {
     "event product": "select product_id from raw.events where product_id is not null "
     "except select product_id from raw.products",
-    "event order": "select order_id from raw.events where order_id is not null except select order_id from raw.orders",
+    "event order": "select order_id from raw.events where order_id is not null "
+    "except select order_id from raw.orders",
     "event user": "select user_id from raw.events where user_id is not null except select user_id from raw.users",
     "item product": "select product_id from raw.order_items except select product_id from raw.products",
     "item order": "select order_id from raw.order_items except select order_id from raw.orders",
     "order user": "select user_id from raw.orders except select user_id from raw.users",
-    "order promo": "select promo_id from raw.orders where promo_id is not null except select promo_id from raw.promos",
+    "order promo": "select promo_id from raw.orders where promo_id is not null "
+    "except select promo_id from raw.promos",
     "user address": "select address_id from raw.users except select address_id from raw.addresses",
 }
 
@@ -279,7 +283,8 @@ def test_append_to_the_course_data_refers_only_to_rows_that_exist(loaded):
 
     assert result.returncode == 0, result.stderr
     start, end = _appended_window(result.stdout)
-    assert (start, end) == (newest_course_event + timedelta(seconds=1), newest_course_event + timedelta(hours=6, seconds=1))
+    assert start == newest_course_event + timedelta(seconds=1)
+    assert end == newest_course_event + timedelta(hours=6, seconds=1)
     with duckdb.connect(str(loaded.database), read_only=True) as connection:
         for name, sql in ORPHANS.items():
             assert connection.execute(sql).fetchall() == [], name
@@ -308,7 +313,7 @@ def test_append_never_writes_past_now(workspace):
     with duckdb.connect(str(workspace.database), read_only=True) as connection:
         for table, column in [("events", "created_at"), ("orders", "created_at"), ("orders", "delivered_at"),
                               ("users", "updated_at")]:
-            (later,) = connection.execute(f"select count(*) from raw.{table} where {column} > ?", [end]).fetchall()[0]
+            (later,) = connection.execute(f"select count(*) from raw.{table} where {column} > ?", [end]).fetchone()
             assert later == 0, f"{table}.{column}"
         for name, sql in ORPHANS.items():
             assert connection.execute(sql).fetchall() == [], name

@@ -1,23 +1,14 @@
 import re
-import shutil
 
 import duckdb
 import pandas as pd
 import pytest
 
+from greenery_orchestration.rawdata import csv_file
 from greenery_orchestration.rawdata.load_csv import RawDataError, load_csv_dir
 from greenery_orchestration.rawdata.schema import raw_columns
 
 TABLES = ["addresses", "events", "order_items", "orders", "products", "promos", "users"]
-
-
-@pytest.fixture
-def csv_dir(tmp_path, course_data):
-    folder = tmp_path / "csv"
-    folder.mkdir()
-    for table in TABLES:
-        shutil.copy(course_data / f"{table}.csv", folder / f"{table}.csv")
-    return folder
 
 
 def _load(tmp_path, folder):
@@ -114,3 +105,45 @@ def _has_raw_schema(tmp_path):
         return bool(connection.execute(
             "select count(*) from information_schema.tables where table_schema = 'raw'"
         ).fetchall()[0][0])
+
+
+def test_lines_are_counted_across_line_breaks_inside_quoted_values(tmp_path, csv_dir):
+    products = pd.read_csv(csv_dir / "products.csv", dtype=str)
+    products.loc[0, "name"] = "Pothos\n(golden,\nvariegated)"  # two line breaks, quoted
+    products.loc[5, "price"] = "cheap"
+    products.to_csv(csv_dir / "products.csv", index=False)
+
+    # Row 5 sits on line 7 of a file without line breaks in values; two come before it here.
+    with pytest.raises(RawDataError, match=re.escape("first at line 9: 'cheap'")):
+        _load(tmp_path, csv_dir)
+
+
+def test_a_repeated_column_is_named(tmp_path, csv_dir):
+    promos = (csv_dir / "promos.csv").read_text().splitlines()
+    promos = [line + ",x" for line in promos]
+    promos[0] = promos[0].removesuffix(",x") + ",status"
+    (csv_dir / "promos.csv").write_text("\n".join(promos) + "\n")
+
+    with pytest.raises(RawDataError, match=re.escape("promos.csv, line 1: repeated column(s) status")):
+        _load(tmp_path, csv_dir)
+
+
+@pytest.mark.parametrize(
+    ("content", "mixed"),
+    [
+        (b"a,b\r\n1,2\r\n3,4\r\n", False),
+        (b"a,b\n1,2\n3,4\n", False),
+        (b"a,b\r\n1,2\n3,4\r\n", True),
+        (b"a,b\n1,2\n3,4\r\n", True),
+        (b"a,b\r1,2\n3,4\n", True),
+    ],
+)
+def test_mixed_line_endings_are_found_across_chunk_boundaries(tmp_path, monkeypatch, content, mixed):
+    # Chunks of 1 to 5 bytes split every CRLF at some point.
+    path = tmp_path / "t.csv"
+    path.write_bytes(content)
+    for chunk in range(1, 6):
+        monkeypatch.setattr(csv_file, "_CHUNK", chunk)
+        assert csv_file._mixes_line_endings(path) == mixed, chunk
+        csv_file._write_with_lf(path, tmp_path / "lf.csv")
+        assert (tmp_path / "lf.csv").read_bytes() == b"a,b\n1,2\n3,4\n", chunk

@@ -477,3 +477,88 @@ def test_append_adds_the_next_hours_after_the_newest_event_without_key_collision
     assert oldest_new > newest_before
     assert newest_new <= newest_before + timedelta(hours=3, seconds=1)
     assert products_after == products_before and orphans == 0  # the catalogue is shared
+
+
+def test_a_window_from_start_to_end_holds_every_timestamp():
+    start = datetime(2024, 3, 15, 6, 0, 0, 250_000, tzinfo=timezone.utc)
+    end = datetime(2024, 3, 15, 8, 30, tzinfo=timezone.utc)
+    events = sample_tables(seed=2, start=start, end=end, sessions_per_day=2400)["events"]
+    times = events["created_at"].to_pylist()
+    assert min(times) >= datetime(2024, 3, 15, 6, 0, 1) and max(times) <= datetime(2024, 3, 15, 8, 30)
+    assert 200 < len({*events["session_id"].to_pylist()}) < 300  # 2.5 hours of 100 sessions an hour
+
+    with pytest.raises(ValueError, match="at least one hour"):
+        sample_tables(seed=2, start=end - timedelta(minutes=59), end=end, sessions_per_day=10)
+
+
+@pytest.fixture
+def odd_shop(tmp_path):
+    """A warehouse whose catalogue is nothing like the sample's: four products with ids of
+    uneven width (one without a price), and no promos."""
+    from greenery_orchestration.rawdata.sample import write_sample
+
+    warehouse = tmp_path / "prod.duckdb"
+    write_sample(warehouse, seed=1, days=1, sessions_per_day=50, end=END)
+    with duckdb.connect(str(warehouse)) as connection:
+        connection.execute("delete from raw.products")
+        connection.execute(
+            "insert into raw.products values ('p-1', 'Fern', 12.5, 3), ('product-two', 'Moss', 4.0, 1), "
+            "('3', 'Ivy', 7.25, 9), ('x', 'Cactus', null, 2)"
+        )
+        connection.execute("delete from raw.promos")
+    return warehouse
+
+
+def test_append_browses_and_orders_only_the_catalogue_in_the_raw_tables(odd_shop):
+    from greenery_orchestration.rawdata.sample import append_to_raw
+
+    with duckdb.connect(str(odd_shop), read_only=True) as connection:
+        ((newest,),) = connection.execute("select max(created_at) from raw.events").fetchall()
+        old_orders = {row[0] for row in connection.execute("select order_id from raw.orders").fetchall()}
+
+    appended = append_to_raw(odd_shop, seed=4, hours=12, sessions_per_day=2000)
+
+    assert appended.start == newest + timedelta(seconds=1)
+    assert appended.end == newest + timedelta(hours=12, seconds=1)
+    with duckdb.connect(str(odd_shop), read_only=True) as connection:
+        new_orders = "select order_id from raw.orders where order_id not in (select unnest(?))"
+        products = {row[0] for row in connection.execute("select product_id from raw.products").fetchall()}
+        viewed = {row[0] for row in connection.execute(
+            "select distinct product_id from raw.events where created_at > ? and product_id is not null",
+            [newest],
+        ).fetchall()}
+        ordered = connection.execute(
+            f"select product_id, count(*) over (partition by order_id, product_id) from raw.order_items "
+            f"where order_id in ({new_orders})", [list(old_orders)]
+        ).fetchall()
+        promos = connection.execute(f"select count(promo_id) from raw.orders where order_id in ({new_orders})",
+                                    [list(old_orders)]).fetchall()[0][0]
+        urls = connection.execute(
+            "select count(*) from raw.events where created_at > ? and product_id is not null "
+            "and page_url != 'https://greenary.com/product/' || product_id", [newest]
+        ).fetchall()[0][0]
+    assert viewed == products  # every one of the four, and nothing else
+    assert ordered and {product for product, _ in ordered} <= products
+    assert max(repeats for _, repeats in ordered) == 1  # a product once per order
+    assert promos == 0 and urls == 0
+    assert appended.counts["orders"] > 0 and appended.counts["order_items"] == len(ordered)
+
+
+def test_append_stops_at_until_and_refuses_a_window_under_an_hour(tmp_path):
+    from greenery_orchestration.rawdata.sample import NothingToAppend, append_to_raw, write_sample
+
+    warehouse = tmp_path / "prod.duckdb"
+    write_sample(warehouse, seed=7, days=1, sessions_per_day=400, end=END)
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        ((newest,),) = connection.execute("select max(created_at) from raw.events").fetchall()
+    until = newest.replace(tzinfo=timezone.utc) + timedelta(hours=2)
+
+    appended = append_to_raw(warehouse, seed=7, hours=5, sessions_per_day=400, until=until)
+
+    assert appended.end == until.replace(tzinfo=None)  # 5 hours asked, cut at `until`
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        ((latest,),) = connection.execute("select max(created_at) from raw.events").fetchall()
+    assert latest <= appended.end
+    with pytest.raises(NothingToAppend, match="less than an hour"):
+        too_soon = latest.replace(tzinfo=timezone.utc) + timedelta(minutes=59)
+        append_to_raw(warehouse, seed=7, hours=5, sessions_per_day=400, until=too_soon)

@@ -1,0 +1,87 @@
+"""ops.load_log: one row per load, written with the raw tables or not at all."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import pandas as pd
+import pytest
+
+from greenery_orchestration.rawdata.load_log import LOAD_LOG, newest_load, record_load
+from greenery_orchestration.rawdata.schema import raw_columns
+
+
+def _log(database) -> list[dict]:
+    with duckdb.connect(str(database), read_only=True) as connection:
+        frame = connection.execute(f"select * from {LOAD_LOG} order by loaded_at").df()
+    return frame.to_dict("records")
+
+
+def _raw_counts(database) -> dict[str, int]:
+    with duckdb.connect(str(database), read_only=True) as connection:
+        return {t: connection.execute(f"select count(*) from raw.{t}").fetchall()[0][0] for t in raw_columns()}
+
+
+def test_load_csv_then_append_log_a_replace_then_an_append_with_their_counts(workspace, course_data, csv_dir):
+    started = datetime.now(UTC).replace(tzinfo=None)
+    assert workspace.greenery("load-csv", str(course_data)).returncode == 0
+    after_load = _raw_counts(workspace.database)
+    appended = workspace.greenery("sample", "--append", "--hours", "2", "--seed", "3")
+    assert appended.returncode == 0, appended.stderr
+    after_append = _raw_counts(workspace.database)
+    # A load that fails writes no row.
+    orders = pd.read_csv(csv_dir / "orders.csv", dtype=str)
+    orders.assign(order_cost="free").to_csv(csv_dir / "orders.csv", index=False)
+    assert workspace.greenery("load-csv", str(csv_dir)).returncode == 2
+
+    replace, append = _log(workspace.database)
+
+    course_rows = {t: len(pd.read_csv(course_data / f"{t}.csv")) for t in raw_columns()}
+    assert (replace["mode"], replace["source"]) == ("replace", "load-csv greenery")
+    assert json.loads(replace["row_counts"]) == course_rows == after_load
+    assert append["mode"] == "append"
+    assert append["source"].startswith("sample --append seed=3 sessions-per-day=400 from 2021-02-12T")
+    added = {t: after_append[t] - after_load[t] for t in raw_columns() if t not in ("products", "promos")}
+    assert json.loads(append["row_counts"]) == added and added["events"] > 0
+    assert started <= replace["loaded_at"] <= append["loaded_at"] <= datetime.now(UTC).replace(tzinfo=None)
+    assert replace["load_id"] != append["load_id"]
+
+
+def test_sample_logs_its_seed_window_and_end(workspace):
+    made = workspace.greenery("sample", "--seed", "8", "--hours", "6", "--end", "2026-03-01T12:00:00+01:00")
+    assert made.returncode == 0, made.stderr
+
+    (load,) = _log(workspace.database)
+
+    assert load["mode"] == "replace"
+    assert load["source"] == "sample seed=8 hours=6 sessions-per-day=400 end=2026-03-01T11:00:00Z"
+    assert json.loads(load["row_counts"]) == _raw_counts(workspace.database)
+
+
+def test_newest_load_is_none_before_any_load_then_the_newest_row(tmp_path):
+    with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
+        assert newest_load(connection) is None
+        record_load(connection, "replace", "load-csv first", {"events": 3})
+        record_load(connection, "append", "sample --append", {"events": 2, "orders": 1})
+
+        newest = newest_load(connection)
+
+    assert newest["mode"] == "append" and newest["source"] == "sample --append"
+    assert newest["row_counts"] == {"events": 2, "orders": 1}
+    assert isinstance(newest["loaded_at"], datetime) and newest["loaded_at"].tzinfo is None
+    assert abs(newest["loaded_at"] - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=1)
+
+
+def test_a_load_rolled_back_leaves_no_row(tmp_path):
+    with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
+        record_load(connection, "replace", "first", {})
+        connection.execute("begin transaction")
+        record_load(connection, "append", "second", {"events": 1})
+        connection.execute("rollback")
+
+        assert newest_load(connection)["source"] == "first"
+
+
+def test_an_unknown_mode_is_refused(tmp_path):
+    with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection, pytest.raises(ValueError, match="mode"):
+        record_load(connection, "upsert", "x", {})
