@@ -35,12 +35,12 @@ RUN groupadd --gid 10001 dagster \
 
 WORKDIR /opt/dagster/app
 
-# Dependencies first, read from pyproject.toml alone, so this layer is rebuilt only when they
-# change.
-COPY pyproject.toml ./
+# Dependencies first, read from pyproject.toml and pinned by constraints.txt (the lock that make
+# and CI install from too), so this layer is rebuilt only when they change.
+COPY pyproject.toml constraints.txt ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && pip install --no-cache-dir --constraint constraints.txt -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
 # Then the code. The dbt project is copied folder by folder, so a local target/ or logs/ never

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from greenery_orchestration.settings import duckdb_path, ensure_dagster_home, warehouse_dir
+from greenery_orchestration.settings import docs_dir, duckdb_path, ensure_dagster_home, warehouse_dir
 
 # There is no internet where this runs, and dbt would otherwise try to phone home.
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
@@ -127,6 +127,7 @@ def _utc_instant(text: str) -> datetime:
 
 def run(args) -> int:
     ensure_dagster_home()
+    _require_warehouse()
     # The definitions are built from the manifest: parse before anything imports them.
     _prepare_dbt_manifest()
     from greenery_orchestration.chain.run import run_chain  # noqa: PLC0415
@@ -138,12 +139,19 @@ def run(args) -> int:
 
 
 def docs(args) -> int:
-    from greenery_orchestration.chain.docs import docs_dir, serve  # noqa: PLC0415
+    import functools  # noqa: PLC0415
+    import http.server  # noqa: PLC0415
 
     site = docs_dir()
     if not (site / "index.html").exists():
         raise UserFacingError(f"no docs published at {site}: run `greenery run` first")
-    serve(site, args.port)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler) as server:
+        print(f"Serving the dbt docs from {site} on http://127.0.0.1:{args.port}/ (Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
@@ -161,18 +169,36 @@ def funnel(args) -> int:
 
 
 def _print_funnel(by: str) -> None:
-    from greenery_orchestration.funnel import as_text, read_funnel  # noqa: PLC0415
+    import dagster as dg  # noqa: PLC0415
+
+    from greenery_orchestration.funnel import as_text, provenance, read_funnel  # noqa: PLC0415
 
     path = duckdb_path()
     if not path.exists():
         raise UserFacingError(f"no warehouse at {path}: run `greenery sample` and `greenery run` first")
+    _require_warehouse(need_raw=False)
     try:
         with duckdb.connect(str(path), read_only=True) as connection:
             frame = read_funnel(lambda sql: connection.execute(sql).df(), by)
     except duckdb.CatalogException:
         raise UserFacingError(f"the funnel marts are not built in {path}: run `greenery run`") from None
-    print(f"\nFunnel by {by} ({path}):\n")
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        about = provenance(instance, by)
+    print(f"\nFunnel by {by} ({path}):")
+    print("\n".join(about) + "\n")
     print(as_text(frame))
+
+
+def _require_warehouse(need_raw: bool = True) -> None:
+    """Refuse, before anything writes, a warehouse file that is missing, corrupt or truncated."""
+    from greenery_orchestration.warehouse import WarehouseUnusable, check_duckdb_warehouse, target  # noqa: PLC0415
+
+    if target() == "duckdb":
+        try:
+            check_duckdb_warehouse(duckdb_path(), need_raw=need_raw)
+        except WarehouseUnusable as error:
+            raise UserFacingError(str(error)) from None
 
 
 def _prepare_dbt_manifest() -> None:

@@ -3,10 +3,13 @@
 import base64
 import io
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
 from tabulate import tabulate
+
+from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS
 
 MART_QUERIES = {
     "step": """
@@ -30,21 +33,78 @@ def read_funnel(query: Callable[[str], pd.DataFrame], by: str = "step") -> pd.Da
 
 
 def as_text(frame: pd.DataFrame) -> str:
-    """A plain-text table with rates as percentages, for a terminal."""
-    shown = frame.copy()
-    for column in _rate_columns(shown):
-        shown[column] = shown[column].map(lambda rate: "" if pd.isna(rate) else f"{rate:.1%}")
-    return tabulate(shown, headers="keys", tablefmt="github", showindex=False)
+    """A plain-text table with rates as percentages and days as dates, for a terminal."""
+    return tabulate(_for_people(frame), headers="keys", tablefmt="github", showindex=False)
 
 
 def as_table_metadata(frame: pd.DataFrame) -> dg.TableMetadataValue:
-    """The mart as a Dagster table: JSON-safe values, the schema from the DataFrame."""
+    """The mart as a Dagster table, rates as percentages as in the terminal."""
+    shown = _for_people(frame)
     records = [
         dg.TableRecord({k: _json_safe(v) for k, v in row.items()})
-        for row in frame.to_dict(orient="records")
+        for row in shown.to_dict(orient="records")
     ]
-    columns = [dg.TableColumn(name, str(dtype)) for name, dtype in frame.dtypes.items()]
+    columns = [
+        dg.TableColumn(name, "string" if name in _rate_columns(frame) else str(dtype))
+        for name, dtype in frame.dtypes.items()
+    ]
     return dg.MetadataValue.table(records, schema=dg.TableSchema(columns))
+
+
+def provenance(instance: dg.DagsterInstance, by: str, now: datetime | None = None) -> list[str]:
+    """What a reader should know before the numbers of the mart read `by`: which run built it and
+    when, and whether the newest run failed or the mart is older than its freshness policy."""
+    key = FUNNEL_MARTS[by]
+    now = now or datetime.now(UTC)
+    event = instance.get_latest_materialization_event(key)
+    if event is None:
+        return [f"WARNING: no run recorded in this Dagster instance built {key.to_user_string()}."]
+    built_at = datetime.fromtimestamp(event.timestamp, UTC)
+    age = now - built_at
+    lines = [f"Built by run {event.run_id[:8]} at {built_at:%Y-%m-%d %H:%M} UTC ({_duration(age)} ago)."]
+    newest = instance.get_run_records(dg.RunsFilter(job_name="greenery_production"), limit=1)
+    if newest:
+        run, started = newest[0].dagster_run, newest[0].start_time
+        when = f" at {datetime.fromtimestamp(started, UTC):%Y-%m-%d %H:%M} UTC" if started else ""
+        if run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+            outcome = "failed" if run.status == dg.DagsterRunStatus.FAILURE else "was canceled"
+            if run.run_id == event.run_id:
+                lines.append(f"WARNING: that run {outcome}: marts it did not rebuild may disagree with these numbers.")
+            else:
+                lines.append(f"WARNING: the newest run, {run.run_id[:8]}{when}, {outcome}: these numbers are older.")
+        elif not run.is_finished and run.run_id != event.run_id:
+            lines.append(f"Note: run {run.run_id[:8]}{when} is in progress; these numbers are from before it.")
+    fail, warn = MART_FRESHNESS.fail_window.to_timedelta(), MART_FRESHNESS.warn_window.to_timedelta()
+    if age > warn:
+        level, limit = ("WARNING", fail) if age > fail else ("Note", warn)
+        lines.append(
+            f"{level}: built {_duration(age)} ago, older than the {_duration(limit)} the marts' freshness policy "
+            f"allows (warn after {_duration(warn)}, fail after {_duration(fail)})."
+        )
+    return lines
+
+
+def _duration(span: timedelta) -> str:
+    seconds = max(0, int(span.total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def _for_people(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rates as percentages, days (timestamps at midnight) as dates."""
+    shown = frame.copy()
+    for column in _rate_columns(shown):
+        shown[column] = shown[column].map(lambda rate: "" if pd.isna(rate) else f"{rate:.1%}")
+    for column in shown.columns:
+        values = shown[column]
+        if pd.api.types.is_datetime64_any_dtype(values) and (values.dropna() == values.dropna().dt.normalize()).all():
+            shown[column] = values.dt.strftime("%Y-%m-%d")
+    return shown
 
 
 def funnel_chart_markdown(frame: pd.DataFrame, title: str) -> str:

@@ -18,6 +18,10 @@ from greenery_orchestration.alerts import check_line, error_summary
 # A person watching a run should never wait a silent minute wondering whether it hangs.
 HEARTBEAT_SECONDS = 10.0
 
+# Log messages of the chain's own code that a person at the terminal should see (e.g. a full
+# refresh it chose) start with this; Dagster's own warnings stay in the event log.
+NOTICE = "[greenery] "
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _terminal: TextIO | None = None
 
@@ -72,6 +76,9 @@ class _ProgressHandler(logging.Handler):
         meta = getattr(record, "dagster_meta", {})
         event: dg.DagsterEvent | None = meta.get("dagster_event")
         if event is None:
+            message = str(meta.get("orig_message") or record.getMessage())
+            if message.startswith(NOTICE):
+                self._print("  " + message.removeprefix(NOTICE).strip().splitlines()[0])
             return
         line = self._line(event, meta)
         if line:

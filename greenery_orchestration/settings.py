@@ -28,6 +28,11 @@ def duckdb_memory_limit() -> str:
     return os.environ.get("GREENERY_DUCKDB_MEMORY_LIMIT", "3GB")
 
 
+def docs_dir() -> Path:
+    """Where the dbt docs are published as a static site, for `greenery docs` to serve."""
+    return Path(os.environ.get("GREENERY_DOCS_DIR", "docs-site")).resolve()
+
+
 def dagster_home() -> Path:
     """The Dagster instance folder: DAGSTER_HOME, or .dagster in the working directory."""
     return Path(os.environ.get("DAGSTER_HOME", ".dagster")).resolve()

@@ -4,6 +4,7 @@ dagster-snowflake's on Snowflake, chosen by GREENERY_TARGET like the dbt profile
 
 import os
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -96,3 +97,41 @@ def _newest_on_snowflake(warehouse: dg.ConfigurableResource, criterion: dict) ->
     frame = read_sql(warehouse, f"select max({criterion['loaded_at_field']}) as newest from {criterion['relation_name']}")
     value = frame["newest"].iloc[0]
     return None if pd.isna(value) else pd.Timestamp(value).tz_localize(None).to_pydatetime()
+
+
+class WarehouseUnusable(Exception):
+    """The warehouse file is missing its raw data, corrupt or truncated: nothing should write to it."""
+
+
+# DuckDB's file: three 4 KiB header blocks, then `total_blocks` blocks of `block_size` bytes.
+_DUCKDB_HEADER_BYTES = 3 * 4096
+
+
+def check_duckdb_warehouse(path: Path, need_raw: bool = True) -> None:
+    """Raise WarehouseUnusable, in one line naming `path`, unless it is a whole DuckDB file
+    (with raw tables when `need_raw`). Cheap: reads the header and the catalog, not the data."""
+    if not path.exists():
+        raise WarehouseUnusable(f"no warehouse at {path}: run `greenery sample` or `greenery load-csv DIR` first")
+    try:
+        connection = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as error:
+        if "lock" in str(error).lower():
+            raise  # held by a run: the caller says so
+        raise WarehouseUnusable(f"{path} is not a readable DuckDB database (corrupt?); restore it or move it "
+                                "away and load the data again") from None
+    with connection:
+        ((block_size, total_blocks),) = connection.execute(
+            "select block_size, total_blocks from pragma_database_size() where database_name = current_database()"
+        ).fetchall()
+        raw_tables = connection.execute(
+            "select count(*) from duckdb_tables() where database_name = current_database() and schema_name = 'raw'"
+        ).fetchall()[0][0]
+    expected = _DUCKDB_HEADER_BYTES + block_size * total_blocks
+    # A write-ahead log left by a crash holds blocks the file does not have yet.
+    if path.stat().st_size < expected and not Path(f"{path}.wal").exists():
+        raise WarehouseUnusable(
+            f"{path} is truncated ({path.stat().st_size:,} of {expected:,} bytes); restore it or move it away "
+            "and load the data again"
+        )
+    if need_raw and not raw_tables:
+        raise WarehouseUnusable(f"no raw tables in {path}: run `greenery sample` or `greenery load-csv DIR` first")

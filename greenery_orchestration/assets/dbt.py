@@ -5,31 +5,28 @@ then the orders snapshot, then the build of the models.
 """
 
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
+from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS
+from greenery_orchestration.progress import NOTICE
 from greenery_orchestration.project import greenery_project
+from greenery_orchestration.rawdata.load_log import LOAD_LOG
 from greenery_orchestration.warehouse import read_sql
 
 WAREHOUSE_POOL = "warehouse"
 PII_MASKING_KEY = dg.AssetKey(["governance", "pii_masking"])
 ORDERS_SNAPSHOT_KEY = dg.AssetKey(["snapshots", "orders_snapshot"])
+# The incremental model every other one follows: one row per raw event it has read.
+INCREMENTAL_EVENTS = "marts.fct_events"
 # A run tag, so it reaches every step of the models: Dagster runs the checks on raw tables as a
 # step of their own, before the masking, and a step's config would reach only one of the two.
 FULL_REFRESH_TAG = "greenery/full_refresh"
 
-# The schedule runs every 3 hours by day and pauses 9 hours at night: a mart older than one
-# missed run warns, older than the night plus a missed run fails.
-MART_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=12), warn_window=timedelta(hours=4))
-
 # Marts whose materialization carries the funnel itself, by how funnel.read_funnel reads them.
-FUNNEL_REPORTS = {
-    dg.AssetKey(["marts", "fct_funnel"]): "step",
-    dg.AssetKey(["marts", "fct_product_funnel"]): "product",
-}
+FUNNEL_REPORTS = {FUNNEL_MARTS[by]: by for by in ("step", "product")}
 
 
 class GreeneryTranslator(DagsterDbtTranslator):
@@ -87,6 +84,13 @@ def greenery_models(
 ) -> Iterator:
     # Launch with the tag greenery/full_refresh=true to rebuild the incremental models whole.
     full_refresh = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
+    # Dagster runs this body twice, for the checks on raw tables and for the models: ask once.
+    building = bool(context.selected_asset_keys)
+    replaced = raw_data_replaced(lambda sql: read_sql(warehouse, sql)) if building and not full_refresh else None
+    if replaced:
+        # Merging into what the incremental models hold would keep rows whose raw rows are gone.
+        context.log.warning(f"{NOTICE}{replaced}: rebuilding the incremental models from scratch (a full refresh).")
+        full_refresh = True
     # dbt holds the warehouse's only write lock until it exits: report the funnel after that.
     held_back = []
     for event in _dbt_build(context, dbt, ["--full-refresh"] if full_refresh else []):
@@ -96,6 +100,50 @@ def greenery_models(
             yield event
     for output in held_back:
         yield output.with_metadata({**output.metadata, **_funnel_metadata(context, warehouse, output)})
+
+
+def raw_data_replaced(query) -> str | None:
+    """Why the raw data is not what the incremental models were built on, if it is not: a load
+    logged as a replacement since their last build, or events they hold that are gone from the
+    raw table (whatever tool deleted them). Cheap at any size: counts and two point lookups."""
+    present = set(query(
+        "select lower(table_schema) || '.' || lower(table_name) as name from information_schema.tables "
+        "where lower(table_schema) in ('marts', 'raw', 'ops')"
+    )["name"])
+    if INCREMENTAL_EVENTS not in present:
+        return None  # never built: the first build reads everything anyway
+    built = query(f"select max(dbt_updated_at) as last_build, count(*) as events from {INCREMENTAL_EVENTS}")
+    last_build, built_events = built["last_build"].iloc[0], int(built["events"].iloc[0])
+    if built_events == 0:
+        return None
+    if LOAD_LOG in present:
+        loads = query(
+            f"select max(loaded_at) as loaded_at from {LOAD_LOG} "
+            f"where mode = 'replace' and loaded_at > {_timestamp(last_build)}"
+        )
+        if loads["loaded_at"].notna().iloc[0]:
+            return f"The raw tables were replaced at {loads['loaded_at'].iloc[0]:%Y-%m-%d %H:%M:%S} UTC, after the last build"
+    raw_events = int(query("select count(*) as events from raw.events")["events"].iloc[0])
+    if raw_events < built_events:
+        return f"raw.events holds {raw_events:,} events, fewer than the {built_events:,} already built"
+    # The oldest and the newest event built, looked up by time first so the scan skips old blocks.
+    probes = query(
+        f"(select event_id, created_at from {INCREMENTAL_EVENTS} order by created_at, event_id limit 1) union all "
+        f"(select event_id, created_at from {INCREMENTAL_EVENTS} order by created_at desc, event_id limit 1)"
+    )
+    for event_id, created_at in zip(probes["event_id"], probes["created_at"], strict=True):
+        quoted = str(event_id).replace("'", "''")
+        found = query(
+            f"select count(*) as n from raw.events where created_at = {_timestamp(created_at)} "
+            f"and event_id = '{quoted}'"
+        )
+        if int(found["n"].iloc[0]) == 0:
+            return f"Event {event_id} of {created_at:%Y-%m-%d %H:%M:%S} is built but gone from raw.events"
+    return None
+
+
+def _timestamp(value) -> str:
+    return f"cast('{value:%Y-%m-%d %H:%M:%S.%f}' as timestamp)"
 
 
 def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, flags: list[str] = ()) -> Iterator:

@@ -1,7 +1,5 @@
 """The dbt docs as a static site, published to a folder and served on 127.0.0.1."""
 
-import functools
-import os
 import shutil
 from pathlib import Path
 
@@ -9,16 +7,13 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from greenery_orchestration.assets.dbt import WAREHOUSE_POOL, greenery_models, greenery_snapshots
+from greenery_orchestration.settings import docs_dir
 
 DBT_DOCS_KEY = dg.AssetKey(["docs", "dbt_docs"])
 # The docs come after the last layer of the build: the marts and the snapshot.
 DOCUMENTED_AFTER = [
     key for key in [*greenery_models.keys, *greenery_snapshots.keys] if key.path[0] in ("marts", "snapshots")
 ]
-
-
-def docs_dir() -> Path:
-    return Path(os.environ.get("GREENERY_DOCS_DIR", "docs-site")).resolve()
 
 
 def publish(generated: Path, site: Path) -> list[str]:
@@ -54,15 +49,3 @@ def dbt_docs(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> dg.Mater
     context.log.info(f"Published the dbt docs to {site}")
     return dg.MaterializeResult(metadata={"path": str(site), "files": files})
 
-
-def serve(site: Path, port: int) -> None:
-    """Serve the published site on 127.0.0.1 until interrupted."""
-    import http.server  # noqa: PLC0415 -- only `greenery docs` serves; the code location never does
-
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
-        print(f"Serving the dbt docs from {site} on http://127.0.0.1:{port}/ (Ctrl-C stops)")
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
