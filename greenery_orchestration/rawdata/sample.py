@@ -133,6 +133,7 @@ def sample_tables(
     hours: int | None = None,
     start: datetime | None = None,
     catalogue: dict[str, pa.Table] | None = None,
+    stream: int | None = None,
 ) -> dict[str, pa.Table]:
     """A synthetic Greenery data set of `days` (or `hours`, or since `start`) ending at `end`
     (tz-aware datetimes), deterministic for `seed`, the window and the catalogue.
@@ -153,8 +154,10 @@ def sample_tables(
     catalogue = catalogue or seed_catalogue(seed)
     product_ids, price_cents, promo_ids, promo_discount_cents = _catalogue_arrays(catalogue)
 
-    # Everything after the catalogue from a stream of this window's own.
-    rng = np.random.default_rng([seed, hi])
+    # Everything after the catalogue from a stream of its own: by default one per window length,
+    # so a sample's numbers do not depend on when it ends (the README shows what `make run`
+    # prints, whenever it runs); appends pass their end, so consecutive windows differ.
+    rng = np.random.default_rng([seed, window_us if stream is None else stream])
     columns = dict(catalogue)
     sessions = _sessions(rng, n_sessions, len(price_cents), lo, hi)
     n_users = max(MIN_USERS, int(n_sessions * USERS_PER_SESSION))
@@ -228,7 +231,10 @@ def append_to_raw(
     with duckdb.connect(str(warehouse)) as connection:
         start, end = _append_window(_newest_event(connection, warehouse), hours, until or datetime.now(UTC))
         catalogue = raw_catalogue(connection)
-        tables = sample_tables(seed=seed, sessions_per_day=sessions_per_day, start=start, end=end, catalogue=catalogue)
+        tables = sample_tables(
+            seed=seed, sessions_per_day=sessions_per_day, start=start, end=end, catalogue=catalogue,
+            stream=int(end.timestamp()),
+        )
         lo, hi, _ = _window(end, start=start)
         counts = {table: rows.num_rows for table, rows in tables.items() if table not in CATALOGUE}
         appended = Appended(_naive_utc(lo), _naive_utc(hi), counts)

@@ -562,3 +562,14 @@ def test_append_stops_at_until_and_refuses_a_window_under_an_hour(tmp_path):
     with pytest.raises(NothingToAppend, match="less than an hour"):
         too_soon = latest.replace(tzinfo=timezone.utc) + timedelta(minutes=59)
         append_to_raw(warehouse, seed=7, hours=5, sessions_per_day=400, until=too_soon)
+
+
+def test_a_sample_has_the_same_numbers_whenever_it_ends():
+    """The README shows what `make run` prints: the funnel must not depend on the day it runs."""
+
+    def sessions_per_step(end):
+        events = sample_tables(seed=42, days=3, sessions_per_day=400, end=end)["events"].to_pandas()
+        return events.groupby("event_type")["session_id"].nunique().to_dict()
+
+    monday = datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)
+    assert sessions_per_step(monday) == sessions_per_step(monday + timedelta(days=200, seconds=17))
