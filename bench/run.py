@@ -127,8 +127,9 @@ def label(events: int) -> str:
 
 
 def generate(path: Path, events: int, seed: int) -> dict:
-    """`greenery sample` at `events`, in day-sized chunks ending now: write_sample for the first
-    day, append_sample (24 h after the newest event) for the rest. Runs in its own process."""
+    """`greenery sample` at `events`, in day-sized chunks ending an hour ago (room for the 1%
+    hour, as appends never pass now): write_sample for the first day, append_sample (24 h after
+    the newest event) for the rest. Runs in its own process."""
     days = max(3, -(-events // CHUNK_EVENTS))
     sessions_per_day = max(1, round(events / days / EVENTS_PER_SESSION))
     code = f"""
@@ -139,7 +140,7 @@ from greenery_orchestration.rawdata.sample import append_sample, write_sample
 path, days, spd = Path({str(path)!r}), {days}, {sessions_per_day}
 start = time.perf_counter()
 counts = write_sample(path, seed={seed}, sessions_per_day=spd, days=1,
-                      end=datetime.now(UTC) - timedelta(days=days - 1))
+                      end=datetime.now(UTC) - timedelta(days=days - 1, hours=1))
 events = counts["events"]
 for _ in range(days - 1):
     events += append_sample(path, seed={seed}, hours=24, sessions_per_day=spd)["events"]
