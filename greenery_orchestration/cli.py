@@ -126,15 +126,27 @@ def _utc_instant(text: str) -> datetime:
 
 
 def run(args) -> int:
-    ensure_dagster_home()
-    _require_warehouse()
-    # The definitions are built from the manifest: parse before anything imports them.
-    _prepare_dbt_manifest()
-    from greenery_orchestration.chain.run import run_chain  # noqa: PLC0415
+    from greenery_orchestration.chain.guard import Stopped, WarehouseBusy, stoppable, warehouse_turn  # noqa: PLC0415
 
-    succeeded = run_chain(allow_stale=args.allow_stale, full_refresh=args.full_refresh, verbose=args.verbose)
-    if succeeded:
-        _print_funnel("step")
+    try:
+        with stoppable() as stopper:
+            ensure_dagster_home()
+            # Another run may be writing the warehouse: look at it, parse and read it only in our turn.
+            with warehouse_turn(args.wait, stopper) as turn:
+                _require_warehouse()
+                # The definitions are built from the manifest: parse before anything imports them.
+                _prepare_dbt_manifest()
+                from greenery_orchestration.chain.run import run_chain  # noqa: PLC0415
+
+                succeeded = run_chain(args.allow_stale, args.full_refresh, args.verbose, turn)
+                if succeeded:
+                    _print_funnel("step")
+    except Stopped as stop:
+        print(f"greenery: {stop}; no further step was started", file=sys.stderr)
+        return stop.exit_code
+    except WarehouseBusy as busy:
+        print(f"greenery: {busy}", file=sys.stderr)
+        return 3
     return 0 if succeeded else 1
 
 
@@ -290,6 +302,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     command.add_argument(
         "--verbose", "-v", action="store_true", help="also show dbt's line per model and test"
+    )
+    command.add_argument(
+        "--wait",
+        type=float,
+        default=3600,
+        metavar="SECONDS",
+        help="when another run is using the warehouse (another `greenery run`, or a run the daemon "
+        "started), wait up to this long for it to end, saying which run it is (default 3600; 0 refuses "
+        "at once); exit code 3 if it is still in use",
     )
     command.set_defaults(command=run)
 

@@ -7,17 +7,27 @@ import dagster as dg
 
 from greenery_orchestration import alerts, progress
 from greenery_orchestration.assets.dbt import FULL_REFRESH_TAG
+from greenery_orchestration.chain import guard
 from greenery_orchestration.definitions import defs
 
 CHAIN = ["greenery_production", "greenery_docs_and_clone"]
 
 
-def run_chain(allow_stale: bool = False, full_refresh: bool = False, verbose: bool = False) -> bool:
-    """Run each job in turn on the DAGSTER_HOME instance, alerting as the sensors would; stop at a failure."""
+def run_chain(
+    allow_stale: bool = False, full_refresh: bool = False, verbose: bool = False, turn: guard.Turn | None = None
+) -> bool:
+    """Run each job in turn on the DAGSTER_HOME instance, alerting as the sensors would; stop at a failure.
+
+    The jobs run in `turn`, the command's hold on the warehouse (guard.warehouse_turn; taken here
+    when not given), and no job starts once a signal asked to stop (guard.Stopped)."""
+    if turn is None:
+        with guard.warehouse_turn() as turn:
+            return run_chain(allow_stale, full_refresh, verbose, turn)
     definitions = defs()
     # dbt colours its lines only for a terminal that will show them.
     os.environ["DBT_USE_COLORS"] = str(verbose and sys.stdout.isatty()).lower()
-    with dg.DagsterInstance.get() as instance, progress.to_terminal(sys.stdout, verbose):
+    instance = turn.instance
+    with progress.to_terminal(sys.stdout, verbose):
         for job_name in CHAIN:
             run_config = {"loggers": {"progress": {}}}
             if job_name == "greenery_production":
@@ -25,14 +35,18 @@ def run_chain(allow_stale: bool = False, full_refresh: bool = False, verbose: bo
             result = definitions.resolve_job_def(job_name).execute_in_process(
                 instance=instance,
                 run_config=run_config,
-                tags={FULL_REFRESH_TAG: "true"} if full_refresh else None,
+                run_id=turn.next_run_id(),
+                tags={**turn.tags, **({FULL_REFRESH_TAG: "true"} if full_refresh else {})},
                 raise_on_error=False,
             )
+            # A stopped run is no failure to alert on; and no job starts after it.
+            turn.stopper.check()
             alert = alerts.run_alert(instance, result.dagster_run)
             if alert:
                 print(f"alert ({alert.level}): {alert.title}")
                 alerts.send(alert)
             if not result.success:
+                turn.succeeded = False
                 if not allow_stale and _stale_sources(instance, result.dagster_run.run_id):
                     print(
                         "Raw data is older than its freshness threshold (above). Load newer data, or build on "

@@ -1,0 +1,509 @@
+"""One writer at a time, a `greenery run` that stops when told, and no run left STARTED by a
+process that is gone.
+
+`greenery run` executes its jobs in its own process (`execute_in_process`), which bypasses the
+daemon's run queue and the "warehouse" pool, so it takes its turn itself:
+
+- an exclusive file lock beside the warehouse puts `greenery run`s on this machine one after
+  the other (the kernel drops it when the process dies, however it dies);
+- a placeholder run of the job `greenery_run` stays STARTED in the "warehouse" pool while the
+  command holds the warehouse. At run granularity the daemon's queue counts every started run in
+  a pool as holding one of its slots, so the runs it would launch meanwhile stay queued, also
+  between the command's two jobs;
+- before its first job the command waits for the runs the daemon has already started.
+
+Every run the command creates carries its process (host, pid, start time) as a tag, and the
+processes it starts (dbt) carry it in their environment, so whoever later finds such a run
+unfinished (the next `greenery run`, `greenery ui`) can tell that its process is gone, mark it
+failed, end its orphans and alert.
+"""
+
+import fcntl
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+
+from greenery_orchestration import alerts
+from greenery_orchestration.settings import warehouse_dir
+
+HOLDER_JOB = "greenery_run"
+# The pool of every step that writes the warehouse (assets/dbt.py; importing it needs the manifest).
+WAREHOUSE_POOL = "warehouse"
+PROCESS_TAG = "greenery/process"
+PROCESS_ENV = "GREENERY_RUN_PROCESS"
+DEFAULT_WAIT_SECONDS = 3600
+# A run the daemon chose just before our placeholder existed is marked STARTING within its
+# dequeue pass; this long after the placeholder, none can still appear.
+SETTLE_SECONDS = 2.0
+# After SIGINT or SIGTERM, how long the run may take to stop by itself before it is cut short.
+GRACE_SECONDS = 5.0
+UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+ACTIVE = UNFINISHED[1:]
+
+
+class WarehouseBusy(Exception):
+    """The warehouse stayed in use for longer than `greenery run --wait` allows."""
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM: unwinds `greenery run` as Ctrl-C would, into one line and exit 128 + signal."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+# --- the process behind a run ---------------------------------------------------------------
+
+
+def this_process() -> str:
+    """host:pid:start; the start time tells the process from a later one given the same pid."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid()) or ''}"
+
+
+def is_alive(process: str) -> bool | None:
+    """Whether a process named by `this_process()` still runs; None when it ran on another host."""
+    host, pid, started = process.rsplit(":", 2)
+    if host != socket.gethostname():
+        return None
+    if not Path("/proc/self/stat").exists():  # no /proc (macOS): the pid alone
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    return _start_time(int(pid)) == started
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie has died already
+
+
+def _processes_of(process: str) -> list[int]:
+    """The processes started by `process` (dbt and the like), even once orphaned, by the variable they inherit."""
+    marker = f"{PROCESS_ENV}={process}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with suppress(OSError):
+            if marker in (entry / "environ").read_bytes().split(b"\0") and int(entry.name) != os.getpid():
+                found.append(int(entry.name))
+    return found
+
+
+def _is_dbt(pid: int) -> bool:
+    with suppress(OSError):
+        return any(Path(arg.decode()).name == "dbt" for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2])
+    return False
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+# --- stopping on SIGINT and SIGTERM ---------------------------------------------------------
+
+
+class Stopper:
+    """What a signal stops: the runs to cancel, and the command's own processes.
+
+    Dagster replaces the SIGINT and SIGTERM handlers while a job executes; its handler fails the
+    step under way and forwards SIGINT to dbt, but a signal caught between two steps or at the end
+    of a job is forgotten, and the next job would start. So every signal is also written to a pipe
+    (`signal.set_wakeup_fd`, which no handler replaces): the command reads it before each job, and a
+    thread watches it to cut the command short if it does not stop within GRACE_SECONDS.
+    """
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.signals = 0
+        self.runs: list[str] = []  # cancelled if the command stops before they end
+        self.raised = False
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+
+    def check(self) -> None:
+        """Raise Stopped if a signal has come, even one that Dagster's handler swallowed."""
+        self._drain()
+        if self.signum is not None:
+            raise Stopped(self.signum)
+
+    def _drain(self) -> None:
+        with self._lock:
+            with suppress(BlockingIOError, OSError):
+                for signum in os.read(self._read, 64):
+                    if signum in (signal.SIGINT, signal.SIGTERM):
+                        self.signum = self.signum or signum
+                        self.signals += 1
+
+    def _handler(self, signum, frame) -> None:
+        # Only outside Dagster's jobs: raise once, then leave a second signal to the watcher.
+        if not self.raised:
+            self.raised = True
+            raise Stopped(signum)
+
+    def _watch(self) -> None:
+        deadline = None
+        while not self._closing.is_set():
+            select.select([self._read], [], [], 0.5)
+            if self._closing.is_set():
+                return
+            self._drain()
+            if self.signum is not None and deadline is None:
+                deadline = time.monotonic() + GRACE_SECONDS
+                # As Ctrl-C in a terminal does: dbt cancels its queries and exits.
+                _signal_all([pid for pid in _processes_of(this_process()) if _is_dbt(pid)], signal.SIGINT)
+                with suppress(Exception):
+                    self._end_runs(canceling=True)
+            if deadline is not None and (self.signals > 1 or time.monotonic() > deadline):
+                self._cut_short()
+
+    def _end_runs(self, canceling: bool = False) -> None:
+        name = signal.Signals(self.signum).name
+        with dg.DagsterInstance.get() as instance:
+            for run in filter(None, map(instance.get_run_by_id, self.runs)):
+                if canceling:
+                    if run.status == dg.DagsterRunStatus.STARTED:
+                        instance.report_run_canceling(run, f"greenery run received {name}: stopping.")
+                elif not run.is_finished:
+                    instance.report_run_canceled(run, f"greenery run was stopped by {name}.")
+                elif run.run_id == self.runs[-1] and run.status == dg.DagsterRunStatus.FAILURE:
+                    # Dagster says "interrupted unexpectedly"; say by what.
+                    instance.report_engine_event(f"greenery run was stopped by {name}.", run)
+
+    def _cut_short(self) -> None:
+        """The command did not stop by itself (e.g. a long DuckDB statement holds the main thread)."""
+        _signal_all(_processes_of(this_process()), signal.SIGKILL)
+        with suppress(Exception):
+            self._end_runs()
+        name = signal.Signals(self.signum).name
+        print(f"greenery: stopped by {name} (cut short after {GRACE_SECONDS:.0f} s)", file=sys.stderr, flush=True)
+        os._exit(128 + self.signum)
+
+
+@contextmanager
+def stoppable() -> Iterator[Stopper]:
+    """SIGINT and SIGTERM stop what runs inside, within GRACE_SECONDS: Stopped is raised, no later
+    job starts, unfinished runs are canceled and this command's processes end."""
+    stopper = Stopper()
+    if threading.current_thread() is not threading.main_thread():
+        stopper._closing.set()
+        yield stopper  # signals reach only the main thread
+        return
+    previous_env = os.environ.get(PROCESS_ENV)
+    os.environ[PROCESS_ENV] = this_process()
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous_fd = signal.set_wakeup_fd(stopper._write, warn_on_full_buffer=False)
+    for signum in previous:
+        signal.signal(signum, stopper._handler)
+    watcher = threading.Thread(target=stopper._watch, daemon=True, name="greenery-stop")
+    watcher.start()
+    try:
+        yield stopper
+    except Stopped:
+        with suppress(Exception):
+            stopper._end_runs()
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(previous_fd)
+        stopper._closing.set()
+        with suppress(OSError):
+            os.write(stopper._write, b"\0")
+        watcher.join()
+        os.close(stopper._read)
+        os.close(stopper._write)
+        if previous_env is None:
+            os.environ.pop(PROCESS_ENV, None)
+        else:
+            os.environ[PROCESS_ENV] = previous_env
+
+
+# --- the warehouse, one writer at a time ----------------------------------------------------
+
+
+class Turn:
+    """The command's hold on the warehouse: tags for its runs, and its placeholder run."""
+
+    def __init__(self, instance: dg.DagsterInstance, stopper: Stopper):
+        self.instance = instance
+        self.stopper = stopper
+        self.tags = {PROCESS_TAG: this_process()}
+        self.holder: dg.DagsterRun | None = None
+        self.succeeded = True
+
+    def next_run_id(self) -> str:
+        """A run id for the next job, once it is certain no signal asked to stop."""
+        self.stopper.check()
+        run_id = str(uuid.uuid4())
+        self.stopper.runs.append(run_id)
+        return run_id
+
+
+@contextmanager
+def warehouse_turn(wait_seconds: float = DEFAULT_WAIT_SECONDS, stopper: Stopper | None = None) -> Iterator[Turn]:
+    """Wait (up to `wait_seconds`, else WarehouseBusy) until no other `greenery run` and no run
+    the daemon started uses the warehouse, and keep the daemon from starting one until the end."""
+    folder = warehouse_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
+    with dg.DagsterInstance.get() as instance, open(folder / ".greenery-run.lock", "a+") as lock:
+        turn = Turn(instance, stopper or Stopper())
+        _lock(lock, deadline, wait_seconds)
+        reap_dead_runs(instance, by=f"greenery run (pid {os.getpid()})")
+        turn.holder = _hold(instance, turn.tags)
+        turn.stopper.runs.append(turn.holder.run_id)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"greenery run (run {turn.holder.run_id[:8]}, pid {os.getpid()} on {socket.gethostname()}, "
+                   f"started {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC)")
+        lock.flush()
+        try:
+            _wait_for_other_runs(instance, turn.holder, deadline, wait_seconds)
+            yield turn
+        except BaseException as error:
+            outcome = "canceled" if isinstance(error, (Stopped, WarehouseBusy)) else "failed"
+            _release(instance, turn.holder, outcome, f"greenery run ended early: {error or type(error).__name__}")
+            raise
+        else:
+            _release(instance, turn.holder, "succeeded" if turn.succeeded else "failed", "greenery run ended.")
+        finally:
+            lock.truncate(0)
+
+
+def _lock(lock, deadline: float, wait_seconds: float) -> None:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    lock.seek(0)
+    holder = lock.read().strip() or "another greenery run"
+    _say_waiting(holder, wait_seconds)
+    while True:
+        if time.monotonic() >= deadline:
+            raise WarehouseBusy(_busy(holder, wait_seconds))
+        time.sleep(0.5)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            print("The warehouse is free: starting.", flush=True)
+            return
+        except BlockingIOError:
+            pass
+
+
+def _hold(instance: dg.DagsterInstance, tags: dict[str, str]) -> dg.DagsterRun:
+    # No public constructor declares a run's pools; this is what the daemon's queue reads.
+    from dagster._core.storage.dagster_run import RunOpConcurrency  # noqa: PLC0415
+
+    run = instance.add_run(
+        dg.DagsterRun(
+            job_name=HOLDER_JOB,
+            run_id=str(uuid.uuid4()),
+            tags=tags,
+            run_op_concurrency=RunOpConcurrency(
+                all_pools={WAREHOUSE_POOL}, root_key_counts={WAREHOUSE_POOL: 1}, has_unconstrained_root_nodes=False
+            ),
+        )
+    )
+    instance.report_dagster_event(
+        dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, HOLDER_JOB, message="greenery run holds the warehouse."),
+        run.run_id,
+    )
+    return instance.get_run_by_id(run.run_id)
+
+
+def _release(instance: dg.DagsterInstance, holder: dg.DagsterRun, outcome: str, message: str) -> None:
+    run = instance.get_run_by_id(holder.run_id)
+    if run is None or run.is_finished:
+        return
+    if outcome == "succeeded":
+        event = dg.DagsterEvent(dg.DagsterEventType.RUN_SUCCESS.value, HOLDER_JOB, message=message)
+        instance.report_dagster_event(event, run.run_id)
+    elif outcome == "canceled":
+        instance.report_run_canceled(run, message)
+    else:
+        instance.report_run_failed(run, message)
+
+
+def _wait_for_other_runs(instance: dg.DagsterInstance, holder: dg.DagsterRun, deadline: float, wait_seconds: float) -> None:
+    mine = instance.get_run_record_by_id(holder.run_id)
+    said = None
+    settled_at = time.monotonic() + SETTLE_SECONDS
+    while True:
+        others = _other_writers(instance, mine)
+        if not others and time.monotonic() >= settled_at:
+            if said:
+                print("The warehouse is free: starting.", flush=True)
+            return
+        if others:
+            settled_at = time.monotonic() + SETTLE_SECONDS
+            if said != others[0].dagster_run.run_id:
+                said = others[0].dagster_run.run_id
+                _say_waiting(describe(instance, others[0]), wait_seconds)
+            if time.monotonic() >= deadline:
+                raise WarehouseBusy(_busy(describe(instance, others[0]), wait_seconds))
+        time.sleep(0.5)
+
+
+def _other_writers(instance: dg.DagsterInstance, mine: dg.RunRecord) -> list[dg.RunRecord]:
+    def writes(record: dg.RunRecord) -> bool:
+        run = record.dagster_run
+        pools = run.run_op_concurrency.all_pools if run.run_op_concurrency else None
+        if run.run_id == mine.dagster_run.run_id or WAREHOUSE_POOL not in (pools or ()):
+            return False
+        # A later `greenery run` (on another host) waits for us, not we for it.
+        return not (run.job_name == HOLDER_JOB and record.create_timestamp > mine.create_timestamp)
+
+    records = instance.get_run_records(dg.RunsFilter(statuses=ACTIVE), ascending=True)
+    return [record for record in records if writes(record)]
+
+
+def describe(instance: dg.DagsterInstance, record: dg.RunRecord) -> str:
+    """Which run, which process, since when: enough to find it in the UI or in `ps`."""
+    run = record.dagster_run
+    process = run.tags.get(PROCESS_TAG)
+    if process:
+        host, pid, _ = process.rsplit(":", 2)
+        who = f"greenery run, pid {pid} on {host}"
+    else:
+        pid = worker_pid(instance, run.run_id)
+        who = f"launched by the daemon, run worker pid {pid}" if pid else "launched by the daemon"
+    since = record.start_time or record.create_timestamp.timestamp()
+    return f"run {run.run_id[:8]} of {run.job_name} ({who}, started {datetime.fromtimestamp(since, UTC):%Y-%m-%d %H:%M:%S} UTC)"
+
+
+def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid a daemon-launched run worker logs when it starts ("Started process for run")."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        data = entry.dagster_event.engine_event_data if entry.dagster_event else None
+        if data and "pid" in data.metadata and entry.message.startswith("Started process for run"):
+            return int(data.metadata["pid"].value)
+    return None
+
+
+def _say_waiting(holder: str, wait_seconds: float) -> None:
+    if wait_seconds <= 0:
+        return  # refused at once, and said so
+    print(f"Waiting for the warehouse: {holder} is using it; waiting up to {wait_seconds:.0f} s "
+          f"(greenery run --wait), Ctrl-C stops.", flush=True)
+
+
+def _busy(holder: str, wait_seconds: float) -> str:
+    return (f"the warehouse is still in use by {holder} after {wait_seconds:.0f} s; nothing was run. "
+            f"Try again when it ends, or wait longer with --wait SECONDS.")
+
+
+# --- runs whose process is gone -------------------------------------------------------------
+
+
+def reap_dead_runs(instance: dg.DagsterInstance, by: str, extra: dict[str, str] | None = None) -> list[dg.DagsterRun]:
+    """Mark failed the unfinished runs of `greenery run`s whose process is gone, end their orphans
+    (a dbt build goes on after its parent is killed, and holds the warehouse file) and alert.
+
+    `extra` maps more unfinished run ids to the process that ran them (daemon run workers that
+    `greenery ui` saw die). Returns the runs marked failed."""
+    reaped = []
+    for record in instance.get_run_records(dg.RunsFilter(statuses=UNFINISHED)):
+        run = record.dagster_run
+        process = run.tags.get(PROCESS_TAG)
+        if process and is_alive(process) is False:
+            host, pid, _ = process.rsplit(":", 2)
+            orphans = _processes_of(process)
+            _signal_all(orphans, signal.SIGKILL)
+            _wait_gone(orphans)
+            _mark_dead(instance, run, f"greenery run, pid {pid} on {host}", by)
+            reaped.append(run)
+        elif extra and run.run_id in extra:
+            _mark_dead(instance, run, extra[run.run_id], by)
+            reaped.append(run)
+    return reaped
+
+
+def _mark_dead(instance: dg.DagsterInstance, run: dg.DagsterRun, process: str, by: str) -> None:
+    message = (f"The process running this run is gone ({process}): killed, out of memory or its container "
+               f"stopped. Marked failed by {by}, which freed its hold on the warehouse.")
+    if instance.get_run_by_id(run.run_id).is_finished:  # another sweeper was first
+        return
+    instance.report_run_failed(run, message)
+    if instance.event_log_storage.supports_global_concurrency_limits:
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+    print(f"Marked run {run.run_id[:8]} of {run.job_name} failed: its process ({process}) is gone.", flush=True)
+    if run.job_name != HOLDER_JOB:  # the placeholder's job runs are alerted on already
+        body = f"Run {run.run_id[:8]} of {run.job_name} failed.\n{message}\nRun: {alerts.ui_url()}/runs/{run.run_id}"
+        alerts.send(alerts.Alert("failure", f"[greenery] {run.job_name} failed", body))
+
+
+def _wait_gone(pids: list[int], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_start_time(pid) for pid in pids):
+        time.sleep(0.1)
+
+
+class WorkerWatch:
+    """For `greenery ui`: the daemon's run workers are this process's descendants. A run whose
+    worker was seen alive here and has since gone, while the run is unfinished, died with it
+    (the default run launcher cannot tell Dagster's run monitoring so)."""
+
+    def __init__(self):
+        self.workers: dict[str, int] = {}
+
+    def dead(self, instance: dg.DagsterInstance) -> dict[str, str]:
+        descendants = _descendants(os.getpid())
+        gone = {}
+        for record in instance.get_run_records(dg.RunsFilter(statuses=ACTIVE)):
+            run_id = record.dagster_run.run_id
+            if PROCESS_TAG in record.dagster_run.tags:
+                continue
+            pid = self.workers.get(run_id) or worker_pid(instance, run_id)
+            if pid in descendants:
+                self.workers[run_id] = pid
+            elif run_id in self.workers:
+                gone[run_id] = f"run worker pid {self.workers.pop(run_id)} on {socket.gethostname()}"
+        return gone
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        with suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] not in ("Z", "X"):
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
