@@ -2,6 +2,11 @@
 
 `dagster dev` run in the background ignores SIGTERM, so the two are started here directly, each
 in its own process group, and both are stopped on Ctrl-C or SIGTERM.
+
+Meanwhile, every SWEEP_SECONDS, runs left unfinished by a process that is gone (a killed
+`greenery run`, a run worker of the daemon killed or out of memory) are marked failed: the
+default run launcher cannot tell Dagster's run monitoring that a started run's worker died, and
+such a run would hold the warehouse pool, and so the daemon's queue, forever.
 """
 
 import os
@@ -14,12 +19,15 @@ from pathlib import Path
 from greenery_orchestration.settings import REPO_DIR
 
 GRACE_SECONDS = 20
+SWEEP_SECONDS = 10
 
 
 def run_ui(port: int) -> int:
     """Start webserver and daemon on the current DAGSTER_HOME; return when either stops or on a signal."""
     bin_dir = Path(sys.executable).parent
     workspace = str(REPO_DIR / "workspace.yaml")
+    sweep = _Sweep()
+    sweep()  # before the daemon starts, so its queue does not wait on a dead run
     processes = [
         subprocess.Popen(
             [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", workspace],
@@ -38,11 +46,33 @@ def run_ui(port: int) -> int:
     signal.signal(signal.SIGINT, stop)
     while not stopping and all(process.poll() is None for process in processes):
         time.sleep(0.5)
+        if time.monotonic() >= sweep.next_at:
+            sweep()
     exited = [p.args[0] for p in processes if p.poll() is not None]
     if exited and not stopping:
         print(f"greenery ui: {', '.join(Path(e).name for e in exited)} exited; stopping the rest", file=sys.stderr)
     _stop_all(processes)
     return 0 if stopping else 1
+
+
+class _Sweep:
+    def __init__(self):
+        from greenery_orchestration.chain.guard import WorkerWatch  # noqa: PLC0415 - loads Dagster
+
+        self.workers = WorkerWatch()
+        self.next_at = 0.0
+
+    def __call__(self) -> None:
+        import dagster as dg  # noqa: PLC0415
+
+        from greenery_orchestration.chain.guard import reap_dead_runs  # noqa: PLC0415
+
+        self.next_at = time.monotonic() + SWEEP_SECONDS
+        try:
+            with dg.DagsterInstance.get() as instance:
+                reap_dead_runs(instance, by=f"greenery ui (pid {os.getpid()})", extra=self.workers.dead(instance))
+        except Exception as error:  # noqa: BLE001 - a failed sweep is retried; the UI stays up
+            print(f"greenery ui: could not look for runs whose process is gone: {error}", file=sys.stderr)
 
 
 def _stop_all(processes: list[subprocess.Popen]) -> None:

@@ -327,6 +327,11 @@ def _hold(instance: dg.DagsterInstance, tags: dict[str, str]) -> dg.DagsterRun:
     # No public constructor declares a run's pools; this is what the daemon's queue reads.
     from dagster._core.storage.dagster_run import RunOpConcurrency  # noqa: PLC0415
 
+    # The queue sets a pool's limit when it first sees a queued run in it, and lets that run go
+    # in the same pass: on a fresh instance it would start beside us.
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits and WAREHOUSE_POOL not in storage.get_concurrency_keys():
+        storage.initialize_concurrency_limit_to_default(WAREHOUSE_POOL)
     run = instance.add_run(
         dg.DagsterRun(
             job_name=HOLDER_JOB,
