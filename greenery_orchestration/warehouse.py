@@ -103,7 +103,7 @@ class WarehouseUnusable(Exception):
     """The warehouse file is missing its raw data, corrupt or truncated: nothing should write to it."""
 
 
-# DuckDB's file: three 4 KiB header blocks, then `total_blocks` blocks of `block_size` bytes.
+# DuckDB's file: three 4 KiB headers, then blocks of `block_size` bytes numbered from 0.
 _DUCKDB_HEADER_BYTES = 3 * 4096
 
 
@@ -120,18 +120,36 @@ def check_duckdb_warehouse(path: Path, need_raw: bool = True) -> None:
         raise WarehouseUnusable(f"{path} is not a readable DuckDB database (corrupt?); restore it or move it "
                                 "away and load the data again") from None
     with connection:
-        ((block_size, total_blocks),) = connection.execute(
-            "select block_size, total_blocks from pragma_database_size() where database_name = current_database()"
-        ).fetchall()
+        needed = _DUCKDB_HEADER_BYTES + _last_data_block(connection) * _block_size(connection)
         raw_tables = connection.execute(
             "select count(*) from duckdb_tables() where database_name = current_database() and schema_name = 'raw'"
         ).fetchall()[0][0]
-    expected = _DUCKDB_HEADER_BYTES + block_size * total_blocks
     # A write-ahead log left by a crash holds blocks the file does not have yet.
-    if path.stat().st_size < expected and not Path(f"{path}.wal").exists():
+    if path.stat().st_size < needed and not Path(f"{path}.wal").exists():
         raise WarehouseUnusable(
-            f"{path} is truncated ({path.stat().st_size:,} of {expected:,} bytes); restore it or move it away "
-            "and load the data again"
+            f"{path} is truncated ({path.stat().st_size:,} bytes, its tables need {needed:,}); restore it or "
+            "move it away and load the data again"
         )
     if need_raw and not raw_tables:
         raise WarehouseUnusable(f"no raw tables in {path}: run `greenery sample` or `greenery load-csv DIR` first")
+
+
+def _block_size(connection) -> int:
+    return connection.execute(
+        "select block_size from pragma_database_size() where database_name = current_database()"
+    ).fetchall()[0][0]
+
+
+def _last_data_block(connection) -> int:
+    """How many blocks the file must hold for the newest-numbered block of table data to be in it."""
+    tables = connection.execute(
+        "select schema_name, table_name from duckdb_tables() where database_name = current_database()"
+    ).fetchall()
+    last = -1
+    for schema, table in tables:
+        quoted = f'"{schema}"."{table}"'.replace("'", "''")
+        ((block,),) = connection.execute(
+            f"select max(block_id) from pragma_storage_info('{quoted}') where persistent"
+        ).fetchall()
+        last = max(last, block if block is not None else -1)
+    return last + 1

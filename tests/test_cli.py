@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -52,3 +53,40 @@ def test_load_csv_while_a_run_holds_the_warehouse_says_so(warehouse, course_data
     with another_writer(warehouse / "prod.duckdb"):
         assert main(["load-csv", str(course_data)]) == 3
     assert "the warehouse is in use by another process" in capsys.readouterr().err
+
+
+def _truncated(built: Path, folder: Path) -> Path:
+    folder.mkdir()
+    copy = folder / "prod.duckdb"
+    shutil.copy(built, copy)
+    with copy.open("r+b") as handle:
+        handle.truncate(copy.stat().st_size * 2 // 3)
+    return copy
+
+
+def _garbage(folder: Path) -> Path:
+    folder.mkdir()
+    copy = folder / "prod.duckdb"
+    copy.write_bytes(b"DUCK" + bytes(range(256)) * 64)
+    return copy
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a database"])
+@pytest.mark.parametrize("command", [["run"], ["funnel"]])
+def test_a_damaged_warehouse_is_refused_in_one_line_before_anything_writes(command, damage, course_run, tmp_path):
+    folder = tmp_path / "warehouse"
+    damaged = _truncated(course_run.warehouse / "prod.duckdb", folder) if damage == "truncated" else _garbage(folder)
+    before = damaged.read_bytes()
+
+    result = subprocess.run(
+        [GREENERY, *command], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "GREENERY_WAREHOUSE_DIR": str(folder), "DAGSTER_HOME": str(tmp_path / "home")},
+    )
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert str(damaged) in line
+    assert ("is truncated" if damage == "truncated" else "is not a readable DuckDB database") in line
+    assert damaged.read_bytes() == before  # nothing wrote to it
+    assert sorted(p.name for p in folder.glob("*.duckdb*")) == ["prod.duckdb"]  # no WAL, no clone

@@ -80,6 +80,9 @@ def test_make_runs_commands_end_with_the_funnel(fresh_clone):
     assert "Parsed the dbt project." in result.stdout
     table = result.stdout[result.stdout.index("Funnel by step"):]
     assert "| page_view" in table and "| checkout" in table
+    readme = (fresh_clone / "README.md").read_text()
+    shown_in_readme = readme.split("`make run` ends with the funnel", 1)[1].split("```")[1].strip()
+    assert shown_in_readme in table  # the README shows what a user will see
     assert (fresh_clone / "warehouse" / "prod.duckdb").exists()
     assert (fresh_clone / ".dagster" / "dagster.yaml").exists()
     # Each line a person reads; dbt's per-node lines and colour codes only with --verbose.

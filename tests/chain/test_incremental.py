@@ -128,3 +128,39 @@ def test_tests_of_incremental_models_read_the_rows_of_the_newest_build(tmp_path)
     assert old_duplicate.returncode == 0, old_duplicate.stdout[-2000:]  # an earlier build's rows: tested then
     assert new_duplicate.returncode == 1
     assert "unique_fct_events_event_id" in new_duplicate.stdout and "Got 1 result" in new_duplicate.stdout
+
+
+def _sessions_per_step(folder: Path) -> list[int]:
+    with duckdb.connect(str(folder / "prod.duckdb"), read_only=True) as connection:
+        return [n for (n,) in connection.execute("select sessions from marts.fct_funnel order by step_number").fetchall()]
+
+
+def test_replaced_raw_data_rebuilds_the_incremental_models_by_itself(warehouse, course_data, capsys):
+    """Another data set, loaded or left behind by any tool, must not merge into the last one's sessions."""
+    assert main(["sample", "--days", "1", "--sessions-per-day", "100"]) == 0
+    assert main(["run"]) == 0
+    assert main(["load-csv", str(course_data)]) == 0
+    capsys.readouterr()
+
+    assert main(["run", "--allow-stale"]) == 0
+
+    shown = capsys.readouterr().out
+    assert "The raw tables were replaced at" in shown and "rebuilding the incremental models from scratch" in shown
+    assert _sessions_per_step(warehouse) == [578, 467, 361]  # the course's funnel, nothing of the sample left
+
+    # A tool that deletes raw rows writes no load log: the built events that are gone say it.
+    with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
+        (session,) = connection.execute(
+            "select session_id from raw.events order by created_at, event_id limit 1").fetchone()
+        connection.execute("delete from raw.events where session_id = ?", [session])
+    assert main(["run", "--allow-stale"]) == 0
+
+    shown = capsys.readouterr().out
+    assert "fewer than the 3,553 already built: rebuilding the incremental models from scratch" in shown
+    with duckdb.connect(str(warehouse / "prod.duckdb"), read_only=True) as connection:
+        assert connection.execute("select count(*) from marts.fct_sessions where session_id = ?", [session]).fetchone() == (0,)
+
+    # Appends are what incremental runs are for: no full refresh.
+    assert main(["sample", "--append", "--hours", "2", "--end", "2021-02-12T12:00:00Z"]) == 0
+    assert main(["run", "--allow-stale"]) == 0
+    assert "from scratch" not in capsys.readouterr().out
