@@ -124,7 +124,7 @@ class _ProgressHandler(logging.Handler):
             self.last_line = time.monotonic()
 
     def _heartbeat(self) -> None:
-        while not self.done.wait(1.0):
+        while not self.done.wait(min(0.5, HEARTBEAT_SECONDS / 5)):
             now = time.monotonic()
             if self.started and now - self.last_line >= HEARTBEAT_SECONDS:
                 running = ", ".join(f"{step} {now - since:.0f} s" for step, since in self.started.items())

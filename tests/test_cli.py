@@ -2,6 +2,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -90,3 +91,17 @@ def test_a_damaged_warehouse_is_refused_in_one_line_before_anything_writes(comma
     assert ("is truncated" if damage == "truncated" else "is not a readable DuckDB database") in line
     assert damaged.read_bytes() == before  # nothing wrote to it
     assert sorted(p.name for p in folder.glob("*.duckdb*")) == ["prod.duckdb"]  # no WAL, no clone
+
+
+def test_the_funnel_says_when_it_is_older_than_its_freshness_policy(course_run):
+    import dagster as dg
+
+    from greenery_orchestration.funnel import provenance
+
+    with course_run.instance() as instance:
+        built = instance.get_latest_materialization_event(dg.AssetKey(["marts", "fct_funnel"]))
+        at = datetime.fromtimestamp(built.timestamp, UTC)
+        fresh, late, stale = (provenance(instance, "step", now=at + timedelta(hours=h)) for h in (1, 5, 13))
+    assert fresh == [f"Built by run {built.run_id[:8]} at {at:%Y-%m-%d %H:%M} UTC (60 min ago)."]
+    assert late[1] == "Note: built 5 h ago, older than the 4 h the marts' freshness policy allows (warn after 4 h, fail after 12 h)."
+    assert stale[1].startswith("WARNING: built 13 h ago, older than the 12 h")

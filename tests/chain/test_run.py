@@ -94,6 +94,8 @@ def test_the_funnel_materializations_carry_the_table_and_a_chart(course_run):
         steps = instance.get_latest_materialization_event(dg.AssetKey(["marts", "fct_funnel"]))
         records = steps.asset_materialization.metadata["funnel"].records
         assert [r.data["sessions"] for r in records] == [578, 467, 361]
+        # Rates as people read them, as in the terminal: 467 / 578 and 361 / 578.
+        assert [r.data["conversion_from_start"] for r in records] == ["100.0%", "80.8%", "62.5%"]
 
 
 def test_every_check_but_freshness_passed_in_the_run(course_run):
@@ -169,6 +171,14 @@ def test_bad_raw_data_fails_the_run_and_keeps_the_last_good_marts(warehouse, cou
     assert "on raw/events: 361 failing row(s), threshold 0" in failure["message"]
     assert "/runs/" in failure["message"]
     assert "of greenery_docs_and_clone" not in shown  # the second job never starts
+
+    assert main(["funnel"]) == 0
+    with dg.DagsterInstance.get() as instance:
+        failed, built = instance.get_runs(dg.RunsFilter(job_name="greenery_production"), limit=2)
+    shown = capsys.readouterr().out
+    assert f"Built by run {built.run_id[:8]} at " in shown
+    assert f"WARNING: the newest run, {failed.run_id[:8]} at " in shown and ", failed: these numbers are older." in shown
+    assert shown.index("WARNING") < shown.index("| page_view")  # above the table
 
 
 def _materialized_in_latest_run(job_name: str) -> set[str]:
