@@ -3,10 +3,11 @@
 `dagster dev` run in the background ignores SIGTERM, so the two are started here directly, each
 in its own process group, and both are stopped on Ctrl-C or SIGTERM.
 
-Meanwhile, every SWEEP_SECONDS, runs left unfinished by a process that is gone (a killed
-`greenery run`, a run worker of the daemon killed or out of memory) are marked failed: the
-default run launcher cannot tell Dagster's run monitoring that a started run's worker died, and
-such a run would hold the warehouse pool, and so the daemon's queue, forever.
+Runs left unfinished by a process that is gone are marked failed: those of a killed `greenery
+run` every SWEEP_SECONDS, and at start those of an earlier daemon whose run worker is gone (the
+whole `greenery ui` was killed or its container stopped). The default run launcher cannot tell
+Dagster's run monitoring that a started run's worker died, and such a run would hold the
+warehouse pool, and so the daemon's queue, forever.
 """
 
 import os
@@ -57,10 +58,8 @@ def run_ui(port: int) -> int:
 
 class _Sweep:
     def __init__(self):
-        from greenery_orchestration.chain.guard import WorkerWatch  # noqa: PLC0415 - loads Dagster
-
-        self.workers = WorkerWatch()
         self.next_at = 0.0
+        self.first = True
 
     def __call__(self) -> None:
         import dagster as dg  # noqa: PLC0415
@@ -70,7 +69,8 @@ class _Sweep:
         self.next_at = time.monotonic() + SWEEP_SECONDS
         try:
             with dg.DagsterInstance.get() as instance:
-                reap_dead_runs(instance, by=f"greenery ui (pid {os.getpid()})", extra=self.workers.dead(instance))
+                reap_dead_runs(instance, by=f"greenery ui (pid {os.getpid()})", local_workers=self.first)
+            self.first = False
         except Exception as error:  # noqa: BLE001 - a failed sweep is retried; the UI stays up
             print(f"greenery ui: could not look for runs whose process is gone: {error}", file=sys.stderr)
 

@@ -19,6 +19,7 @@ failed, end its orphans and alert.
 """
 
 import fcntl
+import json
 import os
 import select
 import signal
@@ -433,12 +434,14 @@ def _busy(holder: str, wait_seconds: float) -> str:
 # --- runs whose process is gone -------------------------------------------------------------
 
 
-def reap_dead_runs(instance: dg.DagsterInstance, by: str, extra: dict[str, str] | None = None) -> list[dg.DagsterRun]:
+def reap_dead_runs(instance: dg.DagsterInstance, by: str, local_workers: bool = False) -> list[dg.DagsterRun]:
     """Mark failed the unfinished runs of `greenery run`s whose process is gone, end their orphans
     (a dbt build goes on after its parent is killed, and holds the warehouse file) and alert.
 
-    `extra` maps more unfinished run ids to the process that ran them (daemon run workers that
-    `greenery ui` saw die). Returns the runs marked failed."""
+    With `local_workers` (for `greenery ui`, before it starts the daemon), also the started runs
+    of an earlier daemon on this host whose run worker is gone: with its code server alive,
+    Dagster fails such a run itself, but not when the whole `greenery ui` was killed or stopped.
+    Returns the runs marked failed."""
     reaped = []
     for record in instance.get_run_records(dg.RunsFilter(statuses=UNFINISHED)):
         run = record.dagster_run
@@ -450,10 +453,21 @@ def reap_dead_runs(instance: dg.DagsterInstance, by: str, extra: dict[str, str] 
             _wait_gone(orphans)
             _mark_dead(instance, run, f"greenery run, pid {pid} on {host}", by)
             reaped.append(run)
-        elif extra and run.run_id in extra:
-            _mark_dead(instance, run, extra[run.run_id], by)
-            reaped.append(run)
+        elif not process and local_workers and run.status in ACTIVE and _launched_here(run):
+            pid = worker_pid(instance, run.run_id)
+            if pid and not _start_time(pid):
+                _mark_dead(instance, run, f"run worker pid {pid} on {socket.gethostname()}", by)
+                reaped.append(run)
     return reaped
+
+
+def _launched_here(run: dg.DagsterRun) -> bool:
+    """Launched by a daemon through a code server on this host (a socket, or localhost)."""
+    try:
+        grpc = json.loads(run.tags.get(".dagster/grpc_info", "{}"))
+    except ValueError:
+        return False
+    return bool(grpc.get("socket")) or grpc.get("host") in ("localhost", "127.0.0.1")
 
 
 def _mark_dead(instance: dg.DagsterInstance, run: dg.DagsterRun, process: str, by: str) -> None:
@@ -474,41 +488,3 @@ def _wait_gone(pids: list[int], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(_start_time(pid) for pid in pids):
         time.sleep(0.1)
-
-
-class WorkerWatch:
-    """For `greenery ui`: the daemon's run workers are this process's descendants. A run whose
-    worker was seen alive here and has since gone, while the run is unfinished, died with it
-    (the default run launcher cannot tell Dagster's run monitoring so)."""
-
-    def __init__(self):
-        self.workers: dict[str, int] = {}
-
-    def dead(self, instance: dg.DagsterInstance) -> dict[str, str]:
-        descendants = _descendants(os.getpid())
-        gone = {}
-        for record in instance.get_run_records(dg.RunsFilter(statuses=ACTIVE)):
-            run_id = record.dagster_run.run_id
-            if PROCESS_TAG in record.dagster_run.tags:
-                continue
-            pid = self.workers.get(run_id) or worker_pid(instance, run_id)
-            if pid in descendants:
-                self.workers[run_id] = pid
-            elif run_id in self.workers:
-                gone[run_id] = f"run worker pid {self.workers.pop(run_id)} on {socket.gethostname()}"
-        return gone
-
-
-def _descendants(root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        with suppress(OSError, IndexError, ValueError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if fields[0] not in ("Z", "X"):
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = set(), [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found

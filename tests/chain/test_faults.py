@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -115,8 +117,7 @@ def start():
             run.finish(timeout=30)
 
 
-def _dbt_processes(pid: int) -> list[int]:
-    """dbt processes among `pid`'s descendants."""
+def _descendants(pid: int) -> list[int]:
     parents = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -129,7 +130,12 @@ def _dbt_processes(pid: int) -> list[int]:
         children = [child for child, ppid in parents.items() if ppid == parent]
         descendants += children
         todo += children
-    return [p for p in descendants if b"/dbt\0" in _cmdline(p) or _cmdline(p).startswith(b"dbt\0")]
+    return descendants
+
+
+def _dbt_processes(pid: int) -> list[int]:
+    """dbt processes among `pid`'s descendants."""
+    return [p for p in _descendants(pid) if b"/dbt\0" in _cmdline(p) or _cmdline(p).startswith(b"dbt\0")]
 
 
 def _cmdline(pid: int) -> bytes:
@@ -178,8 +184,8 @@ def test_the_warehouse_pool_is_the_one_the_writing_steps_use():
 
 def test_sigterm_mid_build_stops_the_run_and_dbt_and_sigterm_between_jobs_starts_no_second_job(shop, start):
     run = start(_env(shop), "run")
-    run.wait_for("step greenery_models_2 started")
-    time.sleep(2)  # dbt is building the models
+    run.wait_for("step greenery_models started")
+    time.sleep(2)  # dbt is building (the tests of the raw tables)
     dbt = _dbt_processes(run.pid)
     assert dbt, "no dbt process mid-build"
 
@@ -219,7 +225,7 @@ def test_ctrl_c_at_a_step_boundary_starts_no_further_step(shop, start):
 
 def test_cli_runs_wait_for_each_other_and_a_killed_run_is_failed_alerted_and_ends_its_dbt(shop, alert_inbox, start):
     first = start(_env(shop), "run")
-    first.wait_for("step greenery_models started")
+    started_at = first.wait_for("step greenery_models started")
     holder = _runs_of(shop, first.pid)[guard.HOLDER_JOB].run_id
 
     refused = start(_env(shop), "run", "--wait", "0")
@@ -231,8 +237,7 @@ def test_cli_runs_wait_for_each_other_and_a_killed_run_is_failed_alerted_and_end
     second = start(_env(shop, GREENERY_ALERT_URLS=alert_inbox.url), "run")
     second.wait_for(f"Waiting for the warehouse: greenery run (run {holder[:8]}, pid {first.pid} on ")
 
-    first.wait_for("step greenery_models_2 started")
-    time.sleep(2)
+    time.sleep(max(0.0, started_at + 2 - time.monotonic()))  # dbt is building
     dbt = _dbt_processes(first.pid)
     assert dbt, "no dbt process mid-build"
     first.send(signal.SIGKILL)
@@ -259,48 +264,81 @@ def test_cli_runs_wait_for_each_other_and_a_killed_run_is_failed_alerted_and_end
     assert (shop / "warehouse" / "dev.duckdb").exists()
 
 
-def test_under_the_daemon_runs_wait_for_a_cli_run_and_a_killed_one_does_not_block_the_queue(tmp_path, alert_inbox, start):
+def test_under_the_daemon_runs_wait_for_a_cli_run_and_no_dead_process_blocks_the_queue(tmp_path, alert_inbox, start):
     env = _env(tmp_path, GREENERY_SCHEDULE_CRON="0 0 1 1 *", GREENERY_ALERT_URLS=alert_inbox.url)
     subprocess.run([GREENERY, "sample", "--days", "1", "--sessions-per-day", "100"], env=env, check=True,
                    capture_output=True)
-    port = _free_port()
-    log = (tmp_path / "ui.log").open("w")
-    ui = subprocess.Popen([GREENERY, "ui", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        dagster = Dagster(port)
-        _wait_until_up(dagster, ui, tmp_path / "ui.log")
+    with _greenery_ui(env, tmp_path) as (dagster, ui):
         cli = start(env, "run")
-        cli.wait_for("step greenery_models started")
+        started_at = cli.wait_for("step greenery_models started")
 
         launched = dagster.launch("greenery_production")
-        time.sleep(10)
+        time.sleep(5)
         assert _status(dagster, launched) == "QUEUED"  # the CLI run holds the warehouse
 
+        time.sleep(max(0.0, started_at + 2 - time.monotonic()))  # dbt is building
+        dbt = _dbt_processes(cli.pid)
         cli.send(signal.SIGKILL)
         cli.finish(timeout=30)
         # greenery ui finds the CLI's runs without a process and fails them; the queue moves on.
-        deadline = time.monotonic() + 90
-        while _status(dagster, launched) == "QUEUED" and time.monotonic() < deadline:
-            time.sleep(1)
-        assert _status(dagster, launched) in ("STARTING", "STARTED"), (tmp_path / "ui.log").read_text()[-3000:]
+        _wait_status(dagster, launched, ("STARTED",), 60, tmp_path)
         dead = _runs_of(tmp_path, cli.pid)
         assert {run.status for run in dead.values()} == {dg.DagsterRunStatus.FAILURE}
         assert "greenery ui" in _failure_message(tmp_path, dead["greenery_production"].run_id)
+        assert all(_gone(pid) for pid in dbt)
+        _wait_until(lambda: any(dead["greenery_production"].run_id[:8] in a["message"] for a in alert_inbox.received))
 
-        # And the other way round: a CLI run refuses while the daemon's run uses the warehouse.
+        # The other way round: a CLI run refuses while the daemon's run uses the warehouse.
         refused = start(env, "run", "--wait", "0")
         assert refused.finish(timeout=60) == 3, refused.text()
-        assert f"run {launched[:8]} of greenery_production (launched by the daemon" in refused.err[-1][1]
+        assert f"run {launched[:8]} of greenery_production (launched by the daemon, run worker pid " in refused.err[-1][1]
 
-        deadline = time.monotonic() + 240
-        while _status(dagster, launched) not in ("SUCCESS", "FAILURE", "CANCELED") and time.monotonic() < deadline:
-            time.sleep(2)
-        assert _status(dagster, launched) == "SUCCESS", (tmp_path / "ui.log").read_text()[-3000:]
-        assert any(dead["greenery_production"].run_id[:8] in alert["message"] for alert in alert_inbox.received)
-    finally:
-        ui.send_signal(signal.SIGTERM)
-        ui.wait(timeout=60)
-        log.close()
+        # Everything killed at once, as a container stop does: the daemon's run is left STARTED.
+        with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+            worker = guard.worker_pid(instance, launched)
+        for pid in [ui.pid, *_descendants(ui.pid)]:
+            os.kill(pid, signal.SIGKILL)
+        ui.wait(timeout=30)
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        assert instance.get_run_by_id(launched).status == dg.DagsterRunStatus.STARTED
+
+    # The next greenery ui fails it before its daemon starts, and the queue is free.
+    with _greenery_ui(env, tmp_path) as (dagster, _):
+        assert _status(dagster, launched) == "FAILURE"
+        assert f"run worker pid {worker} on " in _failure_message(tmp_path, launched)
+        next_run = dagster.launch("greenery_docs_and_clone")
+        _wait_status(dagster, next_run, ("STARTED", "SUCCESS"), 60, tmp_path)
+
+
+@contextmanager
+def _greenery_ui(env: dict[str, str], root: Path) -> Iterator[tuple[Dagster, subprocess.Popen]]:
+    port = _free_port()
+    with (root / "ui.log").open("a") as log:
+        ui = subprocess.Popen([GREENERY, "ui", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            dagster = Dagster(port)
+            _wait_until_up(dagster, ui, root / "ui.log")
+            yield dagster, ui
+        finally:
+            if ui.poll() is None:
+                ui.send_signal(signal.SIGTERM)
+                ui.wait(timeout=60)
+
+
+def _wait_status(dagster: Dagster, run_id: str, statuses: tuple[str, ...], timeout: float, root: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while _status(dagster, run_id) not in statuses:
+        if time.monotonic() > deadline:
+            pytest.fail(f"run {run_id[:8]} is {_status(dagster, run_id)}, not {statuses}, after {timeout} s:\n"
+                        f"{(root / 'ui.log').read_text()[-3000:]}")
+        time.sleep(1)
+
+
+def _wait_until(condition, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
 
 
 def _status(dagster: Dagster, run_id: str) -> str:
