@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except duckdb.IOException as error:
         # DuckDB allows one writer per file: a run holding it is no reason for a traceback.
-        if "lock" not in str(error).lower():
+        from greenery_orchestration.warehouse import is_lock_conflict  # noqa: PLC0415 - loads Dagster
+
+        if not is_lock_conflict(error):
             raise
         print(f"greenery: the warehouse is in use by another process (a run?); try again when it ends. "
               f"{str(error).splitlines()[0]}", file=sys.stderr)

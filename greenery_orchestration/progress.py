@@ -98,10 +98,12 @@ class _ProgressHandler(logging.Handler):
             self.materialized[step] += 1
             return None
         if kind == dg.DagsterEventType.STEP_START:
-            self.started[step] = time.monotonic()
+            with self.print_lock:
+                self.started[step] = time.monotonic()
             return f"  step {step} started"
         if kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-            took = time.monotonic() - self.started.pop(step, time.monotonic())
+            with self.print_lock:
+                took = time.monotonic() - self.started.pop(step, time.monotonic())
             built = self.materialized.pop(step, 0)
             outcome = "finished" if kind == dg.DagsterEventType.STEP_SUCCESS else "FAILED"
             detail = f": {error_summary(event.step_failure_data.error)}" if kind == dg.DagsterEventType.STEP_FAILURE else ""
@@ -126,9 +128,11 @@ class _ProgressHandler(logging.Handler):
     def _heartbeat(self) -> None:
         while not self.done.wait(min(0.5, HEARTBEAT_SECONDS / 5)):
             now = time.monotonic()
-            if self.started and now - self.last_line >= HEARTBEAT_SECONDS:
-                running = ", ".join(f"{step} {now - since:.0f} s" for step, since in self.started.items())
-                self._print(f"  ... running: {running}")
+            with self.print_lock:
+                running = list(self.started.items())
+                silent = now - self.last_line
+            if running and silent >= HEARTBEAT_SECONDS:
+                self._print("  ... running: " + ", ".join(f"{step} {now - since:.0f} s" for step, since in running))
 
 
 @dg.logger(description="One line per step start and end, per failed check, and a heartbeat, on stdout.")

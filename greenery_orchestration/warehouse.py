@@ -99,6 +99,11 @@ def _newest_on_snowflake(warehouse: dg.ConfigurableResource, criterion: dict) ->
     return None if pd.isna(value) else pd.Timestamp(value).tz_localize(None).to_pydatetime()
 
 
+def is_lock_conflict(error: Exception) -> bool:
+    """Whether DuckDB refused the file because another process holds its one write lock."""
+    return "could not set lock" in str(error).lower()
+
+
 class WarehouseUnusable(Exception):
     """The warehouse file is missing its raw data, corrupt or truncated: nothing should write to it."""
 
@@ -113,17 +118,16 @@ def check_duckdb_warehouse(path: Path, need_raw: bool = True) -> None:
     if not path.exists():
         raise WarehouseUnusable(f"no warehouse at {path}: run `greenery sample` or `greenery load-csv DIR` first")
     try:
-        connection = duckdb.connect(str(path), read_only=True)
-    except duckdb.IOException as error:
-        if "lock" in str(error).lower():
+        with duckdb.connect(str(path), read_only=True) as connection:
+            needed = _DUCKDB_HEADER_BYTES + _last_data_block(connection) * _block_size(connection)
+            raw_tables = connection.execute(
+                "select count(*) from duckdb_tables() where database_name = current_database() and schema_name = 'raw'"
+            ).fetchall()[0][0]
+    except duckdb.Error as error:
+        if is_lock_conflict(error):
             raise  # held by a run: the caller says so
         raise WarehouseUnusable(f"{path} is not a readable DuckDB database (corrupt?); restore it or move it "
                                 "away and load the data again") from None
-    with connection:
-        needed = _DUCKDB_HEADER_BYTES + _last_data_block(connection) * _block_size(connection)
-        raw_tables = connection.execute(
-            "select count(*) from duckdb_tables() where database_name = current_database() and schema_name = 'raw'"
-        ).fetchall()[0][0]
     # A write-ahead log left by a crash holds blocks the file does not have yet.
     if path.stat().st_size < needed and not Path(f"{path}.wal").exists():
         raise WarehouseUnusable(

@@ -65,6 +65,16 @@ def _truncated(built: Path, folder: Path) -> Path:
     return copy
 
 
+def _bad_checksum(built: Path, folder: Path) -> Path:
+    folder.mkdir()
+    copy = folder / "prod.duckdb"
+    shutil.copy(built, copy)
+    with copy.open("r+b") as handle:
+        handle.seek(4096)  # the first database header, behind its checksum
+        handle.write(bytes(4096))
+    return copy
+
+
 def _garbage(folder: Path) -> Path:
     folder.mkdir()
     copy = folder / "prod.duckdb"
@@ -72,11 +82,13 @@ def _garbage(folder: Path) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("damage", ["truncated", "not a database"])
+@pytest.mark.parametrize("damage", ["truncated", "bad checksum", "not a database"])
 @pytest.mark.parametrize("command", [["run"], ["funnel"]])
 def test_a_damaged_warehouse_is_refused_in_one_line_before_anything_writes(command, damage, course_run, tmp_path):
     folder = tmp_path / "warehouse"
-    damaged = _truncated(course_run.warehouse / "prod.duckdb", folder) if damage == "truncated" else _garbage(folder)
+    built = course_run.warehouse / "prod.duckdb"
+    damaged = {"truncated": lambda: _truncated(built, folder), "bad checksum": lambda: _bad_checksum(built, folder),
+               "not a database": lambda: _garbage(folder)}[damage]()
     before = damaged.read_bytes()
 
     result = subprocess.run(

@@ -16,10 +16,18 @@ def _pins() -> dict[str, str]:
     return {canonicalize_name(name): version for name, version in pins}
 
 
-def test_every_installed_version_is_the_locked_one():
+# What a venv holds besides the lock: the installers, and this project itself.
+NOT_LOCKED = {"pip", "setuptools", "wheel", "greenery-orchestration"}
+
+
+def test_the_venv_is_exactly_the_lock():
     installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
     pins = _pins()
-    differ = {name: (version, installed.get(name)) for name, version in pins.items() if installed.get(name) != version}
+    differ = {
+        name: (pins.get(name), installed.get(name))
+        for name in (set(pins) | set(installed)) - NOT_LOCKED
+        if installed.get(name) != pins.get(name)
+    }
     assert differ == {}, "the venv differs from constraints.txt: `make clean test`, or `make lock` to move"
 
 

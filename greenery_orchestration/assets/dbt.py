@@ -13,7 +13,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS
 from greenery_orchestration.progress import NOTICE
 from greenery_orchestration.project import greenery_project
-from greenery_orchestration.rawdata.load_log import LOAD_LOG
+from greenery_orchestration.rawdata.load_log import newest_replacement_since
 from greenery_orchestration.warehouse import read_sql
 
 WAREHOUSE_POOL = "warehouse"
@@ -106,23 +106,21 @@ def raw_data_replaced(query) -> str | None:
     """Why the raw data is not what the incremental models were built on, if it is not: a load
     logged as a replacement since their last build, or events they hold that are gone from the
     raw table (whatever tool deleted them). Cheap at any size: counts and two point lookups."""
-    present = set(query(
-        "select lower(table_schema) || '.' || lower(table_name) as name from information_schema.tables "
-        "where lower(table_schema) in ('marts', 'raw', 'ops')"
+    columns = set(query(
+        "select lower(column_name) as name from information_schema.columns "
+        f"where lower(table_schema) || '.' || lower(table_name) = '{INCREMENTAL_EVENTS}'"
     )["name"])
-    if INCREMENTAL_EVENTS not in present:
+    if not columns:
         return None  # never built: the first build reads everything anyway
+    if "dbt_updated_at" not in columns:
+        return f"{INCREMENTAL_EVENTS} was built by an older version (no dbt_updated_at)"
     built = query(f"select max(dbt_updated_at) as last_build, count(*) as events from {INCREMENTAL_EVENTS}")
     last_build, built_events = built["last_build"].iloc[0], int(built["events"].iloc[0])
     if built_events == 0:
         return None
-    if LOAD_LOG in present:
-        loads = query(
-            f"select max(loaded_at) as loaded_at from {LOAD_LOG} "
-            f"where mode = 'replace' and loaded_at > {_timestamp(last_build)}"
-        )
-        if loads["loaded_at"].notna().iloc[0]:
-            return f"The raw tables were replaced at {loads['loaded_at'].iloc[0]:%Y-%m-%d %H:%M:%S} UTC, after the last build"
+    replaced = newest_replacement_since(query, last_build)
+    if replaced:
+        return f"The raw tables were replaced at {replaced:%Y-%m-%d %H:%M:%S} UTC, after the last build"
     raw_events = int(query("select count(*) as events from raw.events")["events"].iloc[0])
     if raw_events < built_events:
         return f"raw.events holds {raw_events:,} events, fewer than the {built_events:,} already built"

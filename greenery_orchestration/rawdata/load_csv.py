@@ -103,8 +103,10 @@ def is_write_failure(error: Exception) -> bool:
     straight into the file and that fails. The commit then does not happen (the file's header,
     written last, still points at the old tables) and the tables stay as they were.
     """
+    from greenery_orchestration.warehouse import is_lock_conflict  # noqa: PLC0415 - loads Dagster
+
     text = str(error).lower()
-    if "could not set lock" in text:
+    if is_lock_conflict(error):
         return False  # another process holds the file: main() says so
     if isinstance(error, duckdb.FatalException):
         return "could not write" in text or any(said in text for said in _WRITE_FAILURES)

@@ -8,11 +8,17 @@ added to since they last looked, and by what.
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 LOAD_LOG = "ops.load_log"
+_SCHEMA, _TABLE = LOAD_LOG.split(".")
 MODES = ("replace", "append")
 
 _COLUMNS = {
@@ -34,8 +40,7 @@ def record_load(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    schema = LOAD_LOG.split(".")[0]
-    connection.execute(f"create schema if not exists {schema}")
+    connection.execute(f"create schema if not exists {_SCHEMA}")
     columns = ", ".join(f"{name} {definition}" for name, definition in _COLUMNS.items())
     connection.execute(f"create table if not exists {LOAD_LOG} ({columns})")
     load_id = str(uuid.uuid4())
@@ -46,17 +51,17 @@ def record_load(
     return load_id
 
 
-def newest_load(connection: duckdb.DuckDBPyConnection) -> dict | None:
-    """The newest load as {load_id, loaded_at (naive UTC datetime), mode, source, row_counts
-    (dict)}, or None when nothing was ever logged (no log table: data older than the log)."""
-    try:
-        rows = connection.execute(
-            f"select {', '.join(_COLUMNS)} from {LOAD_LOG} order by loaded_at desc limit 1"
-        ).fetchall()
-    except duckdb.CatalogException:
-        return None
-    if not rows:
-        return None
-    load = dict(zip(_COLUMNS, rows[0], strict=True))
-    load["row_counts"] = json.loads(load["row_counts"])
-    return load
+def newest_replacement_since(query: Callable[[str], "pd.DataFrame"], since: datetime) -> datetime | None:
+    """When the raw tables were last replaced after `since` (naive UTC), or None: read with
+    `query` (SQL to a frame, on whichever warehouse), so the run's own connection is used."""
+    present = query(
+        "select count(*) as n from information_schema.tables "
+        f"where lower(table_schema) = '{_SCHEMA}' and lower(table_name) = '{_TABLE}'"
+    )
+    if int(present["n"].iloc[0]) == 0:
+        return None  # raw data older than the log
+    newest = query(
+        f"select max(loaded_at) as loaded_at from {LOAD_LOG} "
+        f"where mode = 'replace' and loaded_at > cast('{since:%Y-%m-%d %H:%M:%S.%f}' as timestamp)"
+    )["loaded_at"].iloc[0]
+    return None if newest is None or newest != newest else newest.to_pydatetime()

@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
+from greenery_orchestration.assets.dbt import raw_data_replaced
+from greenery_orchestration.rawdata.load_log import record_load
 from greenery_orchestration.settings import DBT_PROJECT_DIR
 
 
@@ -123,3 +126,55 @@ def test_the_chain_order_is_lineage_and_marts_carry_a_freshness_policy(asset_gra
             assert policy.fail_window.to_timedelta().total_seconds() == 12 * 3600, key
         else:
             assert policy is None, key
+
+
+@pytest.fixture
+def built_events(tmp_path):
+    """marts.fct_events built from raw.events at 10:00, as an incremental build leaves them."""
+    with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
+        connection.execute("create schema raw; create schema marts")
+        connection.execute(
+            "create table raw.events as select 'e' || i as event_id, timestamp '2026-03-01 08:00' + i * interval 1 minute "
+            "as created_at from range(100) t(i)"
+        )
+        connection.execute(
+            "create table marts.fct_events as select *, timestamp '2026-03-01 10:00' as dbt_updated_at from raw.events"
+        )
+        yield connection
+
+
+def _replaced(connection) -> str | None:
+    return raw_data_replaced(lambda sql: connection.execute(sql).df())
+
+
+def test_raw_data_as_built_is_not_replaced_and_appends_are_not_either(built_events):
+    assert _replaced(built_events) is None
+    built_events.execute("insert into raw.events values ('new', timestamp '2026-03-01 11:00')")
+    record_load(built_events, "append", "sample --append", {"events": 1})
+    assert _replaced(built_events) is None
+
+
+def test_a_replacement_logged_after_the_build_is_seen(built_events):
+    record_load(built_events, "replace", "load-csv", {"events": 100})  # logged now, long after 10:00
+    assert _replaced(built_events).startswith("The raw tables were replaced at ")
+
+
+@pytest.mark.parametrize("gone", ["e0", "e99"])
+def test_the_oldest_or_newest_built_event_gone_from_raw_is_seen(built_events, gone):
+    built_events.execute("update raw.events set event_id = 'other' where event_id = ?", [gone])
+    assert _replaced(built_events).startswith(f"Event {gone} of ")
+
+
+def test_fewer_raw_events_than_built_is_seen(built_events):
+    built_events.execute("delete from raw.events where event_id = 'e50'")
+    assert _replaced(built_events) == "raw.events holds 99 events, fewer than the 100 already built"
+
+
+def test_a_build_of_an_older_version_is_rebuilt(built_events):
+    built_events.execute("alter table marts.fct_events drop column dbt_updated_at")
+    assert _replaced(built_events) == "marts.fct_events was built by an older version (no dbt_updated_at)"
+
+
+def test_nothing_built_yet_needs_no_rebuild(tmp_path):
+    with duckdb.connect(str(tmp_path / "empty.duckdb")) as connection:
+        assert _replaced(connection) is None

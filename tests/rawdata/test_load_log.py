@@ -7,7 +7,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from greenery_orchestration.rawdata.load_log import LOAD_LOG, newest_load, record_load
+from greenery_orchestration.rawdata.load_log import LOAD_LOG, newest_replacement_since, record_load
 from greenery_orchestration.rawdata.schema import raw_columns
 
 
@@ -58,18 +58,20 @@ def test_sample_logs_its_seed_window_and_end(workspace):
     assert json.loads(load["row_counts"]) == _raw_counts(workspace.database)
 
 
-def test_newest_load_is_none_before_any_load_then_the_newest_row(tmp_path):
+def test_the_newest_replacement_since_a_time_skips_appends_and_older_loads(tmp_path):
     with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
-        assert newest_load(connection) is None
+        def query(sql):
+            return connection.execute(sql).df()
+
+        before = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)
+        assert newest_replacement_since(query, before) is None  # no log yet
         record_load(connection, "replace", "load-csv first", {"events": 3})
+        replaced = newest_replacement_since(query, before)
         record_load(connection, "append", "sample --append", {"events": 2, "orders": 1})
 
-        newest = newest_load(connection)
-
-    assert newest["mode"] == "append" and newest["source"] == "sample --append"
-    assert newest["row_counts"] == {"events": 2, "orders": 1}
-    assert isinstance(newest["loaded_at"], datetime) and newest["loaded_at"].tzinfo is None
-    assert abs(newest["loaded_at"] - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=1)
+        assert before < replaced < datetime.now(UTC).replace(tzinfo=None)
+        assert newest_replacement_since(query, before) == replaced  # the append is not a replacement
+        assert newest_replacement_since(query, replaced) is None
 
 
 def test_a_load_rolled_back_leaves_no_row(tmp_path):
@@ -79,7 +81,7 @@ def test_a_load_rolled_back_leaves_no_row(tmp_path):
         record_load(connection, "append", "second", {"events": 1})
         connection.execute("rollback")
 
-        assert newest_load(connection)["source"] == "first"
+        assert connection.execute(f"select source from {LOAD_LOG}").fetchall() == [("first",)]
 
 
 def test_an_unknown_mode_is_refused(tmp_path):
