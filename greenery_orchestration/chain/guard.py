@@ -49,6 +49,7 @@ DEFAULT_WAIT_SECONDS = 3600
 SETTLE_SECONDS = 2.0
 # After SIGINT or SIGTERM, how long the run may take to stop by itself before it is cut short.
 GRACE_SECONDS = 5.0
+REPEAT_SECONDS = 1.0
 UNFINISHED = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
@@ -135,31 +136,36 @@ def _signal_all(pids: list[int], signum: int) -> None:
 class Stopper:
     """What a signal stops: the runs to cancel, and the command's own processes.
 
-    Dagster replaces the SIGINT and SIGTERM handlers while a job executes; its handler fails the
-    step under way and forwards SIGINT to dbt, but a signal caught between two steps or at the end
-    of a job is forgotten, and the next job would start. So every signal is also written to a pipe
-    (`signal.set_wakeup_fd`, which no handler replaces): the command reads it before each job, and a
-    thread watches it to cut the command short if it does not stop within GRACE_SECONDS.
+    Dagster replaces the SIGINT and SIGTERM handlers while a job executes. Its handler fails the
+    step under way (and dagster-dbt then forwards SIGINT to dbt), or, between two steps, leaves a
+    flag the next step raises on. But a signal can be lost: the flag is cleared when a job ends,
+    so the next job would start, and dagster-dbt swallows the interrupt when it lands while it
+    opens its dbt adapter (a bare `except:`), so dbt runs on. So every signal is also written to a
+    pipe (`signal.set_wakeup_fd`, which no handler replaces): the command reads it before each
+    job, and a thread watching it repeats SIGINT, to this process and to each dbt, until the
+    command stops, cutting it short after GRACE_SECONDS.
     """
 
     def __init__(self):
-        self.signum: int | None = None
+        self.signum: int | None = None  # the first signal; the exit code follows it
         self.signals = 0
-        self.runs: list[str] = []  # cancelled if the command stops before they end
+        self.repeated = 0  # SIGINTs the watcher sent, not the user
+        self.runs: list[str] = []  # ended as stopped if the command stops before they end
         self.raised = False
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
+        self._read = self._write = None  # the pipe, while stoppable() watches
         self._lock = threading.Lock()
         self._closing = threading.Event()
 
     def check(self) -> None:
         """Raise Stopped if a signal has come, even one that Dagster's handler swallowed."""
         self._drain()
-        if self.signum is not None:
+        if self.signum is not None and not self.raised:
+            self.raised = True
             raise Stopped(self.signum)
 
     def _drain(self) -> None:
+        if self._read is None:
+            return
         with self._lock:
             with suppress(BlockingIOError, OSError):
                 for signum in os.read(self._read, 64):
@@ -168,38 +174,42 @@ class Stopper:
                         self.signals += 1
 
     def _handler(self, signum, frame) -> None:
-        # Only outside Dagster's jobs: raise once, then leave a second signal to the watcher.
-        if not self.raised:
+        # Outside Dagster's jobs: raise once; the watcher's repeated SIGINTs find it raised.
+        if not self.raised and not self._closing.is_set():
             self.raised = True
-            raise Stopped(signum)
+            raise Stopped(self.signum or signum)
 
     def _watch(self) -> None:
         deadline = None
+        repeated_at = 0.0
+        interrupted: set[int] = set()
         while not self._closing.is_set():
-            select.select([self._read], [], [], 0.5)
-            if self._closing.is_set():
-                return
+            select.select([self._read], [], [], 0.25)
             self._drain()
-            if self.signum is not None and deadline is None:
-                deadline = time.monotonic() + GRACE_SECONDS
-                # As Ctrl-C in a terminal does: dbt cancels its queries and exits.
-                _signal_all([pid for pid in _processes_of(this_process()) if _is_dbt(pid)], signal.SIGINT)
-                with suppress(Exception):
-                    self._end_runs(canceling=True)
-            if deadline is not None and (self.signals > 1 or time.monotonic() > deadline):
-                self._cut_short()
+            now = time.monotonic()
+            if self.signum is None or self._closing.is_set():
+                continue
+            if deadline is None:
+                deadline = now + GRACE_SECONDS
+            elif self.signals - self.repeated > 1 or now > deadline:
+                self._cut_short()  # a second Ctrl-C, or it would not stop
+            # As Ctrl-C in a terminal does: dbt cancels its queries and exits.
+            dbt = [pid for pid in _processes_of(this_process()) if _is_dbt(pid) and pid not in interrupted]
+            _signal_all(dbt, signal.SIGINT)
+            interrupted.update(dbt)
+            if now - repeated_at >= REPEAT_SECONDS:
+                repeated_at = now
+                self.repeated += 1
+                os.kill(os.getpid(), signal.SIGINT)
 
-    def _end_runs(self, canceling: bool = False) -> None:
+    def _end_runs(self) -> None:
+        """Cancel the runs still unfinished; say why the one Dagster failed as interrupted stopped."""
         name = signal.Signals(self.signum).name
         with dg.DagsterInstance.get() as instance:
             for run in filter(None, map(instance.get_run_by_id, self.runs)):
-                if canceling:
-                    if run.status == dg.DagsterRunStatus.STARTED:
-                        instance.report_run_canceling(run, f"greenery run received {name}: stopping.")
-                elif not run.is_finished:
+                if not run.is_finished:
                     instance.report_run_canceled(run, f"greenery run was stopped by {name}.")
                 elif run.run_id == self.runs[-1] and run.status == dg.DagsterRunStatus.FAILURE:
-                    # Dagster says "interrupted unexpectedly"; say by what.
                     instance.report_engine_event(f"greenery run was stopped by {name}.", run)
 
     def _cut_short(self) -> None:
@@ -214,13 +224,15 @@ class Stopper:
 
 @contextmanager
 def stoppable() -> Iterator[Stopper]:
-    """SIGINT and SIGTERM stop what runs inside, within GRACE_SECONDS: Stopped is raised, no later
-    job starts, unfinished runs are canceled and this command's processes end."""
+    """SIGINT and SIGTERM stop what runs inside within GRACE_SECONDS: Stopped is raised, no later
+    job starts, the runs left unfinished are canceled and this command's processes end."""
     stopper = Stopper()
     if threading.current_thread() is not threading.main_thread():
-        stopper._closing.set()
         yield stopper  # signals reach only the main thread
         return
+    stopper._read, stopper._write = os.pipe()
+    os.set_blocking(stopper._read, False)
+    os.set_blocking(stopper._write, False)
     previous_env = os.environ.get(PROCESS_ENV)
     os.environ[PROCESS_ENV] = this_process()
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
@@ -231,24 +243,25 @@ def stoppable() -> Iterator[Stopper]:
     watcher.start()
     try:
         yield stopper
-    except Stopped:
-        with suppress(Exception):
-            stopper._end_runs()
-        raise
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        signal.set_wakeup_fd(previous_fd)
+        # The watcher first: no SIGINT of its own may come once the handlers are restored.
         stopper._closing.set()
         with suppress(OSError):
             os.write(stopper._write, b"\0")
         watcher.join()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(previous_fd)
         os.close(stopper._read)
         os.close(stopper._write)
+        stopper._read = stopper._write = None
         if previous_env is None:
             os.environ.pop(PROCESS_ENV, None)
         else:
             os.environ[PROCESS_ENV] = previous_env
+        if stopper.raised:
+            with suppress(Exception):
+                stopper._end_runs()
 
 
 # --- the warehouse, one writer at a time ----------------------------------------------------

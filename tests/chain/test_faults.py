@@ -138,6 +138,17 @@ def _dbt_processes(pid: int) -> list[int]:
     return [p for p in _descendants(pid) if b"/dbt\0" in _cmdline(p) or _cmdline(p).startswith(b"dbt\0")]
 
 
+def _mid_dbt(run: "Greenery", timeout: float = 60) -> list[int]:
+    """Once dbt has been running a second under `run`: its processes."""
+    deadline = time.monotonic() + timeout
+    while not _dbt_processes(run.pid):
+        assert time.monotonic() < deadline and run.process.poll() is None, f"no dbt process:\n{run.text()}"
+        time.sleep(0.1)
+    time.sleep(1)
+    dbt = _dbt_processes(run.pid)
+    return dbt or _mid_dbt(run, deadline - time.monotonic())
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -182,12 +193,38 @@ def test_the_warehouse_pool_is_the_one_the_writing_steps_use():
     assert guard.WAREHOUSE_POOL == WAREHOUSE_POOL
 
 
+def test_a_run_that_does_not_stop_by_itself_is_cut_short(tmp_path):
+    """As when a long DuckDB statement holds the main thread: the signal is noted but nothing raises."""
+    script = (
+        "import signal, subprocess, time\n"
+        "from greenery_orchestration.chain import guard\n"
+        "with guard.stoppable():\n"
+        "    child = subprocess.Popen(['sleep', '600'])\n"
+        "    for signum in (signal.SIGINT, signal.SIGTERM):\n"
+        "        signal.signal(signum, lambda *_: None)\n"
+        "    print(child.pid, flush=True)\n"
+        "    while True:\n"
+        "        time.sleep(0.1)\n"
+    )
+    stuck = subprocess.Popen([sys.executable, "-c", script], env=_env(tmp_path), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    child = int(stuck.stdout.readline())
+
+    sent_at = time.monotonic()
+    stuck.send_signal(signal.SIGTERM)
+
+    _, err = stuck.communicate(timeout=30)
+    assert stuck.returncode == 143
+    assert guard.GRACE_SECONDS <= time.monotonic() - sent_at < guard.GRACE_SECONDS + 3
+    assert err.strip() == f"greenery: stopped by SIGTERM (cut short after {guard.GRACE_SECONDS:.0f} s)"
+    time.sleep(0.5)
+    assert _gone(child)  # the processes it started went with it
+
+
 def test_sigterm_mid_build_stops_the_run_and_dbt_and_sigterm_between_jobs_starts_no_second_job(shop, start):
     run = start(_env(shop), "run")
     run.wait_for("step greenery_models started")
-    time.sleep(2)  # dbt is building (the tests of the raw tables)
-    dbt = _dbt_processes(run.pid)
-    assert dbt, "no dbt process mid-build"
+    dbt = _mid_dbt(run)  # building: the tests of the raw tables
 
     sent_at = run.send(signal.SIGTERM)
 
@@ -225,7 +262,7 @@ def test_ctrl_c_at_a_step_boundary_starts_no_further_step(shop, start):
 
 def test_cli_runs_wait_for_each_other_and_a_killed_run_is_failed_alerted_and_ends_its_dbt(shop, alert_inbox, start):
     first = start(_env(shop), "run")
-    started_at = first.wait_for("step greenery_models started")
+    first.wait_for("step greenery_models started")
     holder = _runs_of(shop, first.pid)[guard.HOLDER_JOB].run_id
 
     refused = start(_env(shop), "run", "--wait", "0")
@@ -237,9 +274,7 @@ def test_cli_runs_wait_for_each_other_and_a_killed_run_is_failed_alerted_and_end
     second = start(_env(shop, GREENERY_ALERT_URLS=alert_inbox.url), "run")
     second.wait_for(f"Waiting for the warehouse: greenery run (run {holder[:8]}, pid {first.pid} on ")
 
-    time.sleep(max(0.0, started_at + 2 - time.monotonic()))  # dbt is building
-    dbt = _dbt_processes(first.pid)
-    assert dbt, "no dbt process mid-build"
+    dbt = _mid_dbt(first)
     first.send(signal.SIGKILL)
     first.finish(timeout=30)
     killed_at = first.exited_at
@@ -270,14 +305,13 @@ def test_under_the_daemon_runs_wait_for_a_cli_run_and_no_dead_process_blocks_the
                    capture_output=True)
     with _greenery_ui(env, tmp_path) as (dagster, ui):
         cli = start(env, "run")
-        started_at = cli.wait_for("step greenery_models started")
+        cli.wait_for("step greenery_models started")
 
         launched = dagster.launch("greenery_production")
         time.sleep(5)
         assert _status(dagster, launched) == "QUEUED"  # the CLI run holds the warehouse
 
-        time.sleep(max(0.0, started_at + 2 - time.monotonic()))  # dbt is building
-        dbt = _dbt_processes(cli.pid)
+        dbt = _mid_dbt(cli)
         cli.send(signal.SIGKILL)
         cli.finish(timeout=30)
         # greenery ui finds the CLI's runs without a process and fails them; the queue moves on.
