@@ -120,7 +120,7 @@ def _processes_of(process: str) -> list[int]:
 
 def _is_dbt(pid: int) -> bool:
     with suppress(OSError):
-        return any(Path(arg.decode()).name == "dbt" for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2])
+        return any(os.path.basename(arg) == b"dbt" for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2])
     return False
 
 
@@ -159,7 +159,7 @@ class Stopper:
     def check(self) -> None:
         """Raise Stopped if a signal has come, even one that Dagster's handler swallowed."""
         self._drain()
-        if self.signum is not None and not self.raised:
+        if self.signum is not None:
             self.raised = True
             raise Stopped(self.signum)
 
@@ -243,6 +243,13 @@ def stoppable() -> Iterator[Stopper]:
     watcher.start()
     try:
         yield stopper
+    except Exception:
+        stopper._drain()
+        if stopper.signum is None:
+            raise
+        # What failed once the signal came failed because of it (dbt interrupted, say).
+        stopper.raised = True
+        raise Stopped(stopper.signum) from None
     finally:
         # The watcher first: no SIGINT of its own may come once the handlers are restored.
         stopper._closing.set()
@@ -492,7 +499,7 @@ def _mark_dead(instance: dg.DagsterInstance, run: dg.DagsterRun, process: str, b
     if instance.event_log_storage.supports_global_concurrency_limits:
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
     print(f"Marked run {run.run_id[:8]} of {run.job_name} failed: its process ({process}) is gone.", flush=True)
-    if run.job_name != HOLDER_JOB:  # the placeholder's job runs are alerted on already
+    if run.job_name != HOLDER_JOB:  # no job of ours: the alert goes with its process's job run
         body = f"Run {run.run_id[:8]} of {run.job_name} failed.\n{message}\nRun: {alerts.ui_url()}/runs/{run.run_id}"
         alerts.send(alerts.Alert("failure", f"[greenery] {run.job_name} failed", body))
 
