@@ -1,6 +1,7 @@
 """`greenery`: load data, run the chain, read the funnel, from a terminal."""
 
 import argparse
+import contextlib
 import os
 import sys
 from datetime import UTC, datetime
@@ -21,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserFacingError as error:
         print(f"greenery: {error}", file=sys.stderr)
         return 2
+    except WarehouseInUse as error:
+        print(f"greenery: {error}", file=sys.stderr)
+        return 3
     except duckdb.IOException as error:
         # DuckDB allows one writer per file: a run holding it is no reason for a traceback.
         from greenery_orchestration.warehouse import is_lock_conflict  # noqa: PLC0415 - loads Dagster
@@ -36,6 +40,10 @@ class UserFacingError(Exception):
     """A failure the user can fix; printed as one line, without a traceback."""
 
 
+class WarehouseInUse(Exception):
+    """Another run holds the warehouse: one line, exit code 3."""
+
+
 def load_csv(args) -> int:
     from greenery_orchestration.rawdata.load_csv import (  # noqa: PLC0415
         RawDataError,
@@ -47,7 +55,7 @@ def load_csv(args) -> int:
     path = duckdb_path()
     print(f"Loading {args.folder} into {path} (schema raw)...")
     try:
-        with duckdb.connect(str(_prod_path())) as connection:
+        with _raw_load_turn(), duckdb.connect(str(_prod_path())) as connection:
             counts = load_csv_dir(connection, Path(args.folder))
     except RawDataError as error:
         raise UserFacingError(f"{error}. Nothing was loaded; raw tables are unchanged.") from None
@@ -66,7 +74,8 @@ def sample(args) -> int:
 
     target = Path(args.csv_dir) if args.csv_dir else duckdb_path()
     try:
-        counts = _append_sample(args, target) if args.append else _write_sample(args, target)
+        with contextlib.nullcontext() if args.csv_dir else _raw_load_turn():
+            counts = _append_sample(args, target) if args.append else _write_sample(args, target)
     except NothingToAppend as nothing:
         print(nothing)  # not a failure: a shop can be quiet for an hour
         return 0
@@ -114,6 +123,18 @@ def _append_sample(args, target: Path) -> dict[str, int]:
     )
     print(f"Appended {appended.start:%Y-%m-%d %H:%M:%S} to {appended.end:%Y-%m-%d %H:%M:%S} UTC (seed {args.seed}):")
     return appended.counts
+
+
+@contextlib.contextmanager
+def _raw_load_turn():
+    """Raw data changes only while no `greenery run` is between its steps; else exit 3, one line."""
+    from greenery_orchestration.chain.guard import WarehouseBusy, raw_load_turn  # noqa: PLC0415
+
+    try:
+        with raw_load_turn():
+            yield
+    except WarehouseBusy as busy:
+        raise WarehouseInUse(str(busy)) from None
 
 
 def _utc_instant(text: str) -> datetime:

@@ -5,6 +5,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -117,3 +118,28 @@ def test_the_funnel_says_when_it_is_older_than_its_freshness_policy(course_run):
     assert fresh == [f"Built by run {built.run_id[:8]} at {at:%Y-%m-%d %H:%M} UTC (60 min ago)."]
     assert late[1] == "Note: built 5 h ago, older than the 4 h the marts' freshness policy allows (warn after 4 h, fail after 12 h)."
     assert stale[1].startswith("WARNING: built 13 h ago, older than the 12 h")
+
+
+def test_raw_data_does_not_change_while_a_run_holds_its_turn(warehouse, course_data, capsys):
+    """Between two steps of a run the warehouse file is free; the run's turn still keeps loads out."""
+    assert main(["sample", "--days", "1", "--sessions-per-day", "20"]) == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, sys; lock = open(sys.argv[1], 'a+'); fcntl.flock(lock, fcntl.LOCK_EX); "
+         "lock.write('greenery run (run 1234abcd, pid 42)'); lock.flush(); print('held', flush=True); sys.stdin.read()",
+         str(warehouse / ".greenery-run.lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        capsys.readouterr()
+        assert main(["load-csv", str(course_data)]) == 3
+        assert main(["sample", "--append"]) == 3
+    finally:
+        holder.communicate("", timeout=30)
+
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors == ["greenery: the warehouse is in use by greenery run (run 1234abcd, pid 42); nothing was written. "
+                      "Try again when it ends."] * 2
+    with duckdb.connect(str(warehouse / "prod.duckdb"), read_only=True) as connection:
+        assert connection.execute("select count(*) from ops.load_log").fetchone() == (1,)  # the sample's own

@@ -508,3 +508,21 @@ def _wait_gone(pids: list[int], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(_start_time(pid) for pid in pids):
         time.sleep(0.1)
+
+
+@contextmanager
+def raw_load_turn() -> Iterator[None]:
+    """The lock `greenery run` holds, taken at once or WarehouseBusy, for a command that replaces
+    or appends raw data: between two of a run's steps the warehouse file is free, and a load there
+    would change the raw tables under a half-done run."""
+    folder = warehouse_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".greenery-run.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another greenery run"
+            raise WarehouseBusy(f"the warehouse is in use by {holder}; nothing was written. "
+                                "Try again when it ends.") from None
+        yield
