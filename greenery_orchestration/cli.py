@@ -162,14 +162,14 @@ def run(args) -> int:
                 from greenery_orchestration.chain.run import run_chain  # noqa: PLC0415
 
                 succeeded = run_chain(args.allow_stale, args.full_refresh, args.verbose, turn)
-                if succeeded:
-                    _print_funnel("step")
     except Stopped as stop:
         print(f"greenery: {stop}; no further step was started", file=sys.stderr)
         return stop.exit_code
     except WarehouseBusy as busy:
         print(f"greenery: {busy}", file=sys.stderr)
         return 3
+    if succeeded:
+        _print_funnel("step")
     return 0 if succeeded else 1
 
 
@@ -208,6 +208,11 @@ def _print_funnel(by: str) -> None:
 
     from greenery_orchestration.funnel import as_text, provenance, read_funnel  # noqa: PLC0415
 
+    from greenery_orchestration.warehouse import target  # noqa: PLC0415
+
+    if target() != "duckdb":
+        print(f"The funnel is in {target()}'s marts.fct_funnel; `greenery funnel` reads the DuckDB warehouse only.")
+        return
     path = duckdb_path()
     if not path.exists():
         raise UserFacingError(f"no warehouse at {path}: run `greenery sample` and `greenery run` first")
