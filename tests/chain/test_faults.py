@@ -19,6 +19,7 @@ import dagster as dg
 import pytest
 
 from greenery_orchestration.chain import guard
+from greenery_orchestration.settings import REPO_DIR
 from tests.test_ui import Dagster, _free_port, _wait_until_up
 
 GREENERY = str(Path(sys.executable).with_name("greenery"))
@@ -191,6 +192,17 @@ def test_the_warehouse_pool_is_the_one_the_writing_steps_use():
     from greenery_orchestration.assets.dbt import WAREHOUSE_POOL
 
     assert guard.WAREHOUSE_POOL == WAREHOUSE_POOL
+
+
+def test_run_monitoring_is_on_and_asks_only_what_the_default_launcher_can_do(tmp_path):
+    (tmp_path / "dagster.yaml").write_text((REPO_DIR / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.run_monitoring_enabled
+        assert 0 < instance.run_monitoring_start_timeout_seconds <= 180
+        assert 0 < instance.run_monitoring_cancel_timeout_seconds <= 180
+        # It cannot resume runs nor check a started run's worker: guard.py finds dead runs instead.
+        assert instance.run_monitoring_max_resume_run_attempts == 0
+        assert not instance.run_launcher.supports_check_run_worker_health
 
 
 def test_a_run_that_does_not_stop_by_itself_is_cut_short(tmp_path):
