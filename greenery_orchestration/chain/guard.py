@@ -19,6 +19,7 @@ failed, end its orphans and alert.
 """
 
 import fcntl
+import functools
 import json
 import os
 import select
@@ -49,7 +50,6 @@ DEFAULT_WAIT_SECONDS = 3600
 SETTLE_SECONDS = 2.0
 # After SIGINT or SIGTERM, how long the run may take to stop by itself before it is cut short.
 GRACE_SECONDS = 5.0
-REPEAT_SECONDS = 1.0
 UNFINISHED = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
@@ -141,15 +141,17 @@ class Stopper:
     flag the next step raises on. But a signal can be lost: the flag is cleared when a job ends,
     so the next job would start, and dagster-dbt swallows the interrupt when it lands while it
     opens its dbt adapter (a bare `except:`), so dbt runs on. So every signal is also written to a
-    pipe (`signal.set_wakeup_fd`, which no handler replaces): the command reads it before each
-    job, and a thread watching it repeats SIGINT, to this process and to each dbt, until the
-    command stops, cutting it short after GRACE_SECONDS.
+    pipe (`signal.set_wakeup_fd`, which no handler replaces): the command reads it before and
+    after each job, and a thread watching it interrupts each dbt and keeps Dagster's flag raised
+    while a job executes (the next step, or the next result of this one, fails), until the command
+    stops, cutting it short after GRACE_SECONDS. (Sending SIGINT again would raise anywhere in
+    library code, and libraries log tracebacks when it lands in their clean-up.)
     """
 
     def __init__(self):
         self.signum: int | None = None  # the first signal; the exit code follows it
         self.signals = 0
-        self.repeated = 0  # SIGINTs the watcher sent, not the user
+        self.in_job = False  # only there may Dagster lose a signal
         self.runs: list[str] = []  # ended as stopped if the command stops before they end
         self.raised = False
         self._read = self._write = None  # the pipe, while stoppable() watches
@@ -174,14 +176,11 @@ class Stopper:
                         self.signals += 1
 
     def _handler(self, signum, frame) -> None:
-        # Outside Dagster's jobs: raise once; the watcher's repeated SIGINTs find it raised.
-        if not self.raised and not self._closing.is_set():
-            self.raised = True
-            raise Stopped(self.signum or signum)
+        """Outside Dagster's jobs. Raising here could land anywhere, in a weakref callback too
+        ("Exception ignored", a traceback): the pipe has the signal; check() and the watcher act."""
 
     def _watch(self) -> None:
         deadline = None
-        repeated_at = 0.0
         interrupted: set[int] = set()
         while not self._closing.is_set():
             select.select([self._read], [], [], 0.25)
@@ -191,16 +190,14 @@ class Stopper:
                 continue
             if deadline is None:
                 deadline = now + GRACE_SECONDS
-            elif self.signals - self.repeated > 1 or now > deadline:
+            elif self.signals > 1 or now > deadline:
                 self._cut_short()  # a second Ctrl-C, or it would not stop
             # As Ctrl-C in a terminal does: dbt cancels its queries and exits.
             dbt = [pid for pid in _processes_of(this_process()) if _is_dbt(pid) and pid not in interrupted]
             _signal_all(dbt, signal.SIGINT)
             interrupted.update(dbt)
-            if now - repeated_at >= REPEAT_SECONDS:
-                repeated_at = now
-                self.repeated += 1
-                os.kill(os.getpid(), signal.SIGINT)
+            if self.in_job:
+                _dagster_interrupt(True)
 
     def _end_runs(self) -> None:
         """Cancel the runs still unfinished; say why the one Dagster failed as interrupted stopped."""
@@ -224,8 +221,9 @@ class Stopper:
 
 @contextmanager
 def stoppable() -> Iterator[Stopper]:
-    """SIGINT and SIGTERM stop what runs inside within GRACE_SECONDS: Stopped is raised, no later
-    job starts, the runs left unfinished are canceled and this command's processes end."""
+    """SIGINT and SIGTERM stop what runs inside within GRACE_SECONDS: Stopped is raised at the next
+    check() (or instead of what a signal made fail), no later job starts, the runs left unfinished
+    are canceled and this command's processes end."""
     stopper = Stopper()
     if threading.current_thread() is not threading.main_thread():
         yield stopper  # signals reach only the main thread
@@ -239,10 +237,13 @@ def stoppable() -> Iterator[Stopper]:
     previous_fd = signal.set_wakeup_fd(stopper._write, warn_on_full_buffer=False)
     for signum in previous:
         signal.signal(signum, stopper._handler)
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_unraisable, previous_hook)
     watcher = threading.Thread(target=stopper._watch, daemon=True, name="greenery-stop")
     watcher.start()
     try:
         yield stopper
+        stopper.check()  # a signal after the last job still means "stopped"
     except Exception:
         stopper._drain()
         if stopper.signum is None:
@@ -251,7 +252,7 @@ def stoppable() -> Iterator[Stopper]:
         stopper.raised = True
         raise Stopped(stopper.signum) from None
     finally:
-        # The watcher first: no SIGINT of its own may come once the handlers are restored.
+        # The watcher first: it must not raise Dagster's flag again once it is cleared below.
         stopper._closing.set()
         with suppress(OSError):
             os.write(stopper._write, b"\0")
@@ -259,6 +260,7 @@ def stoppable() -> Iterator[Stopper]:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         signal.set_wakeup_fd(previous_fd)
+        sys.unraisablehook = previous_hook
         os.close(stopper._read)
         os.close(stopper._write)
         stopper._read = stopper._write = None
@@ -266,9 +268,26 @@ def stoppable() -> Iterator[Stopper]:
             os.environ.pop(PROCESS_ENV, None)
         else:
             os.environ[PROCESS_ENV] = previous_env
+        if stopper.signum is not None:
+            _dagster_interrupt(False)  # for a later job in this process (tests call main())
         if stopper.raised:
             with suppress(Exception):
                 stopper._end_runs()
+
+
+def _unraisable(previous_hook, unraisable) -> None:
+    # Dagster's handler raises its interrupt wherever the signal lands, in a weakref callback or
+    # __del__ too, where Python can only print it ("Exception ignored in ...", a traceback). The
+    # signal is not lost for that: the watcher acts on it.
+    if not isinstance(unraisable.exc_value, (dg.DagsterExecutionInterruptedError, KeyboardInterrupt, Stopped)):
+        previous_hook(unraisable)
+
+
+def _dagster_interrupt(received: bool) -> None:
+    """Set the flag Dagster's between-steps handler sets on a signal, which the next step raises on."""
+    from dagster._utils import interrupts  # noqa: PLC0415 - no public way to say "interrupted"
+
+    interrupts._received_interrupt["received"] = received
 
 
 # --- the warehouse, one writer at a time ----------------------------------------------------
@@ -284,12 +303,18 @@ class Turn:
         self.holder: dg.DagsterRun | None = None
         self.succeeded = True
 
-    def next_run_id(self) -> str:
-        """A run id for the next job, once it is certain no signal asked to stop."""
+    @contextmanager
+    def job(self) -> Iterator[str]:
+        """The run id for a job to execute, unless a signal asked to stop; Stopped after it if one did."""
         self.stopper.check()
         run_id = str(uuid.uuid4())
         self.stopper.runs.append(run_id)
-        return run_id
+        self.stopper.in_job = True
+        try:
+            yield run_id
+        finally:
+            self.stopper.in_job = False
+        self.stopper.check()
 
 
 @contextmanager
@@ -301,7 +326,7 @@ def warehouse_turn(wait_seconds: float = DEFAULT_WAIT_SECONDS, stopper: Stopper 
     deadline = time.monotonic() + wait_seconds
     with dg.DagsterInstance.get() as instance, open(folder / ".greenery-run.lock", "a+") as lock:
         turn = Turn(instance, stopper or Stopper())
-        _lock(lock, deadline, wait_seconds)
+        _lock(lock, deadline, wait_seconds, turn.stopper)
         reap_dead_runs(instance, by=f"greenery run (pid {os.getpid()})")
         turn.holder = _hold(instance, turn.tags)
         turn.stopper.runs.append(turn.holder.run_id)
@@ -311,7 +336,7 @@ def warehouse_turn(wait_seconds: float = DEFAULT_WAIT_SECONDS, stopper: Stopper 
                    f"started {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC)")
         lock.flush()
         try:
-            _wait_for_other_runs(instance, turn.holder, deadline, wait_seconds)
+            _wait_for_other_runs(instance, turn.holder, deadline, wait_seconds, turn.stopper)
             yield turn
         except BaseException as error:
             outcome = "canceled" if isinstance(error, (Stopped, WarehouseBusy)) else "failed"
@@ -323,7 +348,7 @@ def warehouse_turn(wait_seconds: float = DEFAULT_WAIT_SECONDS, stopper: Stopper 
             lock.truncate(0)
 
 
-def _lock(lock, deadline: float, wait_seconds: float) -> None:
+def _lock(lock, deadline: float, wait_seconds: float, stopper: Stopper) -> None:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return
@@ -336,6 +361,7 @@ def _lock(lock, deadline: float, wait_seconds: float) -> None:
         if time.monotonic() >= deadline:
             raise WarehouseBusy(_busy(holder, wait_seconds))
         time.sleep(0.5)
+        stopper.check()
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             print("The warehouse is free: starting.", flush=True)
@@ -383,7 +409,9 @@ def _release(instance: dg.DagsterInstance, holder: dg.DagsterRun, outcome: str, 
         instance.report_run_failed(run, message)
 
 
-def _wait_for_other_runs(instance: dg.DagsterInstance, holder: dg.DagsterRun, deadline: float, wait_seconds: float) -> None:
+def _wait_for_other_runs(
+    instance: dg.DagsterInstance, holder: dg.DagsterRun, deadline: float, wait_seconds: float, stopper: Stopper
+) -> None:
     mine = instance.get_run_record_by_id(holder.run_id)
     said = None
     settled_at = time.monotonic() + SETTLE_SECONDS
@@ -401,6 +429,7 @@ def _wait_for_other_runs(instance: dg.DagsterInstance, holder: dg.DagsterRun, de
             if time.monotonic() >= deadline:
                 raise WarehouseBusy(_busy(describe(instance, others[0]), wait_seconds))
         time.sleep(0.5)
+        stopper.check()
 
 
 def _other_writers(instance: dg.DagsterInstance, mine: dg.RunRecord) -> list[dg.RunRecord]:

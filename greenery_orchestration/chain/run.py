@@ -32,15 +32,15 @@ def run_chain(
             run_config = {"loggers": {"progress": {}}}
             if job_name == "greenery_production":
                 run_config["ops"] = {"source_freshness_gate": {"config": {"allow_stale": allow_stale}}}
-            result = definitions.resolve_job_def(job_name).execute_in_process(
-                instance=instance,
-                run_config=run_config,
-                run_id=turn.next_run_id(),
-                tags={**turn.tags, **({FULL_REFRESH_TAG: "true"} if full_refresh else {})},
-                raise_on_error=False,
-            )
-            # A stopped run is no failure to alert on; and no job starts after it.
-            turn.stopper.check()
+            # A stopped run is no failure to alert on; and no job starts after it (guard.Stopped).
+            with turn.job() as run_id:
+                result = definitions.resolve_job_def(job_name).execute_in_process(
+                    instance=instance,
+                    run_config=run_config,
+                    run_id=run_id,
+                    tags={**turn.tags, **({FULL_REFRESH_TAG: "true"} if full_refresh else {})},
+                    raise_on_error=False,
+                )
             alert = alerts.run_alert(instance, result.dagster_run)
             if alert:
                 print(f"alert ({alert.level}): {alert.title}")
