@@ -108,12 +108,12 @@ def test_dockerfile_base_user_healthcheck_and_environment():
 def test_dockerfile_installs_dependencies_before_the_code():
     instructions = dockerfile_instructions()
     copy_pyproject = index_of(instructions, "COPY", "pyproject.toml")
-    install_dependencies = index_of(instructions, "RUN", "pip install --no-cache-dir -r")
+    install_dependencies = index_of(instructions, "RUN", "pip install --no-cache-dir --constraint constraints.txt -r")
     copy_code = index_of(instructions, "COPY", "greenery_orchestration/")
     install_package = index_of(instructions, "RUN", "--no-deps")
     prepare = index_of(instructions, "RUN", "dagster-dbt project prepare-and-package")
     assert copy_pyproject < install_dependencies < copy_code < install_package < prepare
-    # Nothing but pyproject.toml is copied before the dependencies are installed.
+    # Nothing but pyproject.toml and the lock is copied before the dependencies are installed.
     copies_before = [a for k, a in instructions[:install_dependencies] if k in ("COPY", "ADD")]
     assert copies_before == [instructions[copy_pyproject][1]]
     # The manifest is parsed as the unprivileged user, so dbt can write target/ at run time too.
