@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     except WarehouseInUse as error:
         print(f"greenery: {error}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        print("greenery: interrupted", file=sys.stderr)
+        return 130
     except duckdb.IOException as error:
         # DuckDB allows one writer per file: a run holding it is no reason for a traceback.
         from greenery_orchestration.warehouse import is_lock_conflict  # noqa: PLC0415 - loads Dagster

@@ -30,9 +30,13 @@ class GreeneryDbtCliResource(DbtCliResource):
     """
 
     def cli(self, args: Sequence[str], **kwargs):
-        os.environ["GREENERY_WAREHOUSE_DIR"] = str(warehouse_dir())
+        _pin_warehouse_dir()
         prune_invocation_folders(greenery_project.manifest_path.parent)
         return super().cli(args, **kwargs)
+
+
+def _pin_warehouse_dir() -> None:
+    os.environ["GREENERY_WAREHOUSE_DIR"] = str(warehouse_dir())
 
 
 # Long enough to read the artifacts of yesterday's failed run, short enough that a service
@@ -63,6 +67,7 @@ def prepare_manifest() -> bool:
     """Parse the dbt project into the manifest the assets are built from, unless the manifest
     was parsed from these very files and settings. Returns whether dbt parsed."""
     fingerprint_path = greenery_project.manifest_path.with_name("manifest.fingerprint")
+    _pin_warehouse_dir()  # as dbt will see it, so the digest is the same before and after a parse
     fingerprint = project_fingerprint(Path(greenery_project.project_dir))
     if greenery_project.manifest_path.exists() and fingerprint_path.exists():
         if fingerprint_path.read_text() == fingerprint:
