@@ -27,7 +27,8 @@ def run_chain(
     # dbt colours its lines only for a terminal that will show them.
     os.environ["DBT_USE_COLORS"] = str(verbose and sys.stdout.isatty()).lower()
     instance = turn.instance
-    with progress.to_terminal(sys.stdout, verbose):
+    terminal = sys.stdout  # inside, stdout is dbt's echo, shown only with --verbose
+    with progress.to_terminal(terminal, verbose):
         for job_name in CHAIN:
             run_config = {"loggers": {"progress": {}}}
             if job_name == "greenery_production":
@@ -43,14 +44,15 @@ def run_chain(
                 )
             alert = alerts.run_alert(instance, result.dagster_run)
             if alert:
-                print(f"alert ({alert.level}): {alert.title}")
+                print(f"alert ({alert.level}): {alert.title}", file=terminal)
                 alerts.send(alert)
             if not result.success:
                 turn.succeeded = False
                 if not allow_stale and _stale_sources(instance, result.dagster_run.run_id):
                     print(
                         "Raw data is older than its freshness threshold (above). Load newer data, or build on "
-                        "this historical data anyway with `greenery run --allow-stale`."
+                        "this historical data anyway with `greenery run --allow-stale`.",
+                        file=terminal,
                     )
                 return False
     return True
