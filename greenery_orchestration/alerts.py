@@ -11,6 +11,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from greenery_orchestration import wap
+from greenery_orchestration.marts import STAGED
+from greenery_orchestration.settings import duckdb_path
+from greenery_orchestration.warehouse import target
+
 logger = logging.getLogger(__name__)
 
 
@@ -51,7 +56,12 @@ def run_alert(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Alert | None:
     failed_checks = [f"- {check_line(e)}" for e in _failed_check_evaluations(instance, run.run_id)]
     link = f"{ui_url()}/runs/{run.run_id}"
     if run.status == dg.DagsterRunStatus.FAILURE:
-        lines = [f"Run {run.run_id[:8]} of {run.job_name} failed.", *_step_failures(instance, run.run_id), *failed_checks]
+        lines = [
+            f"Run {run.run_id[:8]} of {run.job_name} failed.",
+            *_step_failures(instance, run.run_id),
+            *failed_checks,
+            *_unpublished_build(instance, run.run_id),
+        ]
         return Alert("failure", f"[greenery] {run.job_name} failed", "\n".join([*lines, f"Run: {link}"]))
     if failed_checks:
         lines = [f"Run {run.run_id[:8]} of {run.job_name} succeeded with warnings.", *failed_checks]
@@ -93,6 +103,18 @@ def check_line(evaluation) -> str:
     else:
         observed = str(metadata.get("error", "failed"))
     return f"{severity} check {evaluation.check_name} on {evaluation.asset_key.to_user_string()}: {observed}"
+
+
+def _unpublished_build(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """Where a run that built but did not publish left its build (wap.py), for inspection."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    built = {record.event_log_entry.dagster_event.asset_key for record in records}
+    if target() != "duckdb" or not built or wap.PUBLISH_KEY in built:
+        return []
+    return [
+        "Nothing was published: readers still see the last good build. This run's build is kept until the next "
+        f"run, as the relations named <schema>.<name>{STAGED} in {duckdb_path()}."
+    ]
 
 
 def _step_failures(instance: dg.DagsterInstance, run_id: str) -> list[str]:

@@ -210,7 +210,7 @@ def _print_funnel(by: str) -> None:
     import dagster as dg  # noqa: PLC0415
 
     from greenery_orchestration.funnel import as_text, provenance, read_funnel  # noqa: PLC0415
-
+    from greenery_orchestration.wap import last_publish  # noqa: PLC0415
     from greenery_orchestration.warehouse import target  # noqa: PLC0415
 
     if target() != "duckdb":
@@ -223,11 +223,12 @@ def _print_funnel(by: str) -> None:
     try:
         with duckdb.connect(str(path), read_only=True) as connection:
             frame = read_funnel(lambda sql: connection.execute(sql).df(), by)
+            published = last_publish(connection)
     except duckdb.CatalogException:
         raise UserFacingError(f"the funnel marts are not built in {path}: run `greenery run`") from None
     ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
-        about = provenance(instance, by)
+        about = provenance(instance, published)
     print(f"\nFunnel by {by} ({path}):")
     print("\n".join(about) + "\n")
     print(as_text(frame))

@@ -7,6 +7,7 @@ from greenery_orchestration.assets.sources import raw_source_specs, source_fresh
 from greenery_orchestration.chain.clone import environment_clones
 from greenery_orchestration.chain.docs import dbt_docs
 from greenery_orchestration.chain.masking import pii_masking
+from greenery_orchestration.chain.publish import publish
 from greenery_orchestration.jobs import greenery_docs_and_clone, greenery_production
 from greenery_orchestration.progress import progress_logger
 from greenery_orchestration.project import dbt_resource
@@ -29,6 +30,7 @@ def defs() -> dg.Definitions:
             pii_masking,
             greenery_snapshots,
             greenery_models,
+            publish,
             dbt_docs,
             environment_clones,
         ],

@@ -9,27 +9,29 @@ import dagster as dg
 import pandas as pd
 from tabulate import tabulate
 
-from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS
+from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS, STAGED
 
 MART_QUERIES = {
     "step": """
         select step_number, funnel_step, sessions,
                conversion_from_previous, drop_off_from_previous, conversion_from_start
-        from marts.fct_funnel order by step_number""",
+        from {relation} order by step_number""",
     "product": """
         select product_name, sessions_viewed, sessions_added_to_cart, sessions_purchased,
                view_to_cart_rate, cart_to_purchase_rate, view_to_purchase_rate
-        from marts.fct_product_funnel order by sessions_viewed desc, product_name""",
+        from {relation} order by sessions_viewed desc, product_name""",
     "day": """
         select session_date, funnel_step, sessions,
                conversion_from_previous, drop_off_from_previous, conversion_from_start
-        from marts.fct_funnel_daily order by session_date, step_number""",
+        from {relation} order by session_date, step_number""",
 }
 
 
-def read_funnel(query: Callable[[str], pd.DataFrame], by: str = "step") -> pd.DataFrame:
-    """One funnel mart, `by` step (fct_funnel), product or day, read with `query`."""
-    return query(MART_QUERIES[by])
+def read_funnel(query: Callable[[str], pd.DataFrame], by: str = "step", staged: bool = False) -> pd.DataFrame:
+    """One funnel mart, `by` step (fct_funnel), product or day, read with `query`: as published,
+    or as this run staged it (wap.py)."""
+    relation = ".".join(FUNNEL_MARTS[by].path) + (STAGED if staged else "")
+    return query(MART_QUERIES[by].format(relation=relation))
 
 
 def as_text(frame: pd.DataFrame) -> str:
@@ -51,28 +53,27 @@ def as_table_metadata(frame: pd.DataFrame) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(records, schema=dg.TableSchema(columns))
 
 
-def provenance(instance: dg.DagsterInstance, by: str, now: datetime | None = None) -> list[str]:
-    """What a reader should know before the numbers of the mart read `by`: which run built it and
-    when, and whether the newest run failed or the mart is older than its freshness policy."""
-    key = FUNNEL_MARTS[by]
+def provenance(
+    instance: dg.DagsterInstance, published: tuple[str, datetime] | None, now: datetime | None = None
+) -> list[str]:
+    """What a reader should know before the numbers: the run that published them and when (`published`,
+    from the warehouse's publish log), whether a newer run failed or is under way, and whether
+    they are older than the marts' freshness policy."""
+    if published is None:
+        return ["WARNING: no production run has published these marts (ops.publish_log is empty)."]
     now = now or datetime.now(UTC)
-    event = instance.get_latest_materialization_event(key)
-    if event is None:
-        return [f"WARNING: no run recorded in this Dagster instance built {key.to_user_string()}."]
-    built_at = datetime.fromtimestamp(event.timestamp, UTC)
+    run_id, built_at = published[0], published[1].replace(tzinfo=UTC)
     age = now - built_at
-    lines = [f"Built by run {event.run_id[:8]} at {built_at:%Y-%m-%d %H:%M} UTC ({_duration(age)} ago)."]
+    lines = [f"Built by run {run_id[:8]} at {built_at:%Y-%m-%d %H:%M} UTC ({_duration(age)} ago)."]
     newest = instance.get_run_records(dg.RunsFilter(job_name="greenery_production"), limit=1)
-    if newest:
+    if newest and newest[0].dagster_run.run_id != run_id:
         run, started = newest[0].dagster_run, newest[0].start_time
         when = f" at {datetime.fromtimestamp(started, UTC):%Y-%m-%d %H:%M} UTC" if started else ""
         if run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
             outcome = "failed" if run.status == dg.DagsterRunStatus.FAILURE else "was canceled"
-            if run.run_id == event.run_id:
-                lines.append(f"WARNING: that run {outcome}: marts it did not rebuild may disagree with these numbers.")
-            else:
-                lines.append(f"WARNING: the newest run, {run.run_id[:8]}{when}, {outcome}: these numbers are older.")
-        elif not run.is_finished and run.run_id != event.run_id:
+            lines.append(f"WARNING: the newest run, {run.run_id[:8]}{when}, {outcome} and published nothing: "
+                         "these numbers are older.")
+        elif not run.is_finished:
             lines.append(f"Note: run {run.run_id[:8]}{when} is in progress; these numbers are from before it.")
     fail, warn = MART_FRESHNESS.fail_window.to_timedelta(), MART_FRESHNESS.warn_window.to_timedelta()
     if age > warn:

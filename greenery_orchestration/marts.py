@@ -17,3 +17,7 @@ FUNNEL_MARTS = {
     "product": dg.AssetKey(["marts", "fct_product_funnel"]),
     "day": dg.AssetKey(["marts", "fct_funnel_daily"]),
 }
+
+# What a production build calls a relation until it is published (wap.py): the suffix
+# dbt_project/macros/generate_alias_name.sql gives it.
+STAGED = "__staged"

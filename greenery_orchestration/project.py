@@ -83,6 +83,21 @@ def prepare_manifest() -> bool:
 _SECRETS = re.compile(r"PASSWORD|PASSPHRASE|SALT")
 
 
+def dbt_code_version() -> str:
+    """A short digest of the dbt project's files: which code built what a publish logged."""
+    digest = hashlib.sha256()
+    for path, content in _project_files(Path(greenery_project.project_dir)):
+        digest.update(f"{path}\n".encode() + content)
+    return digest.hexdigest()[:12]
+
+
+def _project_files(project_dir: Path):
+    for path in sorted(project_dir.rglob("*")):
+        relative = path.relative_to(project_dir)
+        if path.is_file() and relative.parts[0] not in ("target", "logs", "dbt_packages"):
+            yield relative, path.read_bytes()
+
+
 def project_fingerprint(project_dir: Path) -> str:
     """A digest of what a parse reads: every project file, and the environment variables the
     project names in `env_var(...)`, with the dbt version and the target."""
@@ -90,13 +105,9 @@ def project_fingerprint(project_dir: Path) -> str:
 
     digest = hashlib.sha256(f"dbt {dbt_version}\n".encode())
     names = {b"GREENERY_TARGET"}
-    for path in sorted(project_dir.rglob("*")):
-        relative = path.relative_to(project_dir)
-        if not path.is_file() or relative.parts[0] in ("target", "logs", "dbt_packages"):
-            continue
-        content = path.read_bytes()
+    for relative, content in _project_files(project_dir):
         digest.update(f"{relative}\n".encode() + content)
-        if path.suffix in (".sql", ".yml", ".yaml"):
+        if relative.suffix in (".sql", ".yml", ".yaml"):
             names |= set(re.findall(rb"env_var\(\s*['\"]([A-Za-z0-9_]+)['\"]", content))
     for name in sorted(name.decode() for name in names):
         if not _SECRETS.search(name):

@@ -5,6 +5,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
@@ -107,15 +108,17 @@ def test_a_damaged_warehouse_is_refused_in_one_line_before_anything_writes(comma
 
 
 def test_the_funnel_says_when_it_is_older_than_its_freshness_policy(course_run):
-    import dagster as dg
-
     from greenery_orchestration.funnel import provenance
+    from greenery_orchestration.wap import last_publish
 
+    with duckdb.connect(str(course_run.warehouse / "prod.duckdb"), read_only=True) as connection:
+        published = last_publish(connection)
+    run_id, at = published[0], published[1].replace(tzinfo=UTC)
     with course_run.instance() as instance:
-        built = instance.get_latest_materialization_event(dg.AssetKey(["marts", "fct_funnel"]))
-        at = datetime.fromtimestamp(built.timestamp, UTC)
-        fresh, late, stale = (provenance(instance, "step", now=at + timedelta(hours=h)) for h in (1, 5, 13))
-    assert fresh == [f"Built by run {built.run_id[:8]} at {at:%Y-%m-%d %H:%M} UTC (60 min ago)."]
+        (run,) = instance.get_runs(dg.RunsFilter(job_name="greenery_production"), limit=1)
+        fresh, late, stale = (provenance(instance, published, now=at + timedelta(hours=h)) for h in (1, 5, 13))
+    assert run_id == run.run_id  # the publish log names the run that published
+    assert fresh == [f"Built by run {run_id[:8]} at {at:%Y-%m-%d %H:%M} UTC (60 min ago)."]
     assert late[1] == "Note: built 5 h ago, older than the 4 h the marts' freshness policy allows (warn after 4 h, fail after 12 h)."
     assert stale[1].startswith("WARNING: built 13 h ago, older than the 12 h")
 

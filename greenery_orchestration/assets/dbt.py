@@ -1,20 +1,23 @@
 """Every dbt model and snapshot as an asset, every dbt test as a blocking asset check.
 
 The snapshot and the models are two steps, so a run shows the analysts' order: the PII masking,
-then the orders snapshot, then the build of the models.
+then the orders snapshot, then the build of the models. On DuckDB both write staged relations
+that only the publish step shows readers (wap.py).
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
+from greenery_orchestration import wap
 from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS
 from greenery_orchestration.progress import NOTICE
 from greenery_orchestration.project import greenery_project
 from greenery_orchestration.rawdata.load_log import newest_replacement_since
-from greenery_orchestration.warehouse import read_sql
+from greenery_orchestration.warehouse import read_sql, target
 
 WAREHOUSE_POOL = "warehouse"
 PII_MASKING_KEY = dg.AssetKey(["governance", "pii_masking"])
@@ -68,7 +71,12 @@ SNAPSHOTS_TRANSLATOR = GreeneryTranslator()
     dagster_dbt_translator=SNAPSHOTS_TRANSLATOR,
     pool=WAREHOUSE_POOL,
 )
-def greenery_snapshots(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator:
+def greenery_snapshots(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ConfigurableResource
+) -> Iterator:
+    if staged():
+        with warehouse.get_connection() as connection:
+            wap.stage_snapshots(connection, dbt_relations(context.selected_asset_keys).values())
     yield from _dbt_build(context, dbt)
 
 
@@ -144,8 +152,29 @@ def _timestamp(value) -> str:
     return f"cast('{value:%Y-%m-%d %H:%M:%S.%f}' as timestamp)"
 
 
+def dbt_relations(keys: Iterable[dg.AssetKey]) -> dict[dg.AssetKey, wap.Relation]:
+    """The relation readers see for each dbt model and snapshot among `keys`."""
+    manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([greenery_models])
+    relations = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] in ("model", "snapshot"):
+            key = translator.get_asset_key(node)
+            unique_key = node["config"].get("unique_key") or ()
+            unique_key = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key)
+            relations[key] = wap.Relation(node["schema"], node["alias"], unique_key)
+    wanted = set(keys)
+    return {key: relation for key, relation in relations.items() if key in wanted}
+
+
+def staged() -> bool:
+    """Whether builds are staged for write-audit-publish: on DuckDB (wap.py)."""
+    return target() == "duckdb"
+
+
 def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, flags: list[str] = ()) -> Iterator:
     """`dbt build` of the selection; a dbt error that is not a failed test fails the step."""
+    if staged():
+        flags = [*flags, "--vars", "{staged: true}"]
     # dagster-dbt 0.29 reads `context.op`, deprecated on AssetExecutionContext: hand it the
     # op context it wants, so every run stays free of deprecation warnings.
     invocation = dbt.cli(["build", *flags], context=context.op_execution_context, raise_on_error=False)
@@ -164,7 +193,8 @@ def _funnel_metadata(context, warehouse: dg.ConfigurableResource, output: dg.Out
     from greenery_orchestration import funnel  # noqa: PLC0415
 
     by = FUNNEL_REPORTS[context.asset_key_for_output(output.output_name)]
-    frame = funnel.read_funnel(lambda sql: read_sql(warehouse, sql), by)
+    # The numbers of this build, as they will be published if every test passes.
+    frame = funnel.read_funnel(lambda sql: read_sql(warehouse, sql), by, staged=staged())
     title = "Sessions per funnel step" if by == "step" else "Sessions per product and step"
     return {
         "funnel": funnel.as_table_metadata(frame),

@@ -1,13 +1,17 @@
 """The raw tables, loaded outside Dagster, and the freshness gate in front of everything else."""
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+import duckdb
 from dagster_dbt import DbtCliResource
 from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
 from greenery_orchestration.assets.dbt import WAREHOUSE_POOL, greenery_models
+from greenery_orchestration.settings import duckdb_path
+from greenery_orchestration.warehouse import WarehouseUnusable, check_duckdb_warehouse, is_lock_conflict, target
 
 RAW_GROUP = "raw"
 FRESHNESS_CHECK = "source_freshness"
@@ -70,6 +74,7 @@ def source_freshness_gate() -> dg.AssetChecksDefinition:
 
     @dg.multi_asset_check(specs=specs, name="source_freshness_gate", pool=WAREHOUSE_POOL)
     def _gate(context: dg.AssetCheckExecutionContext, config: FreshnessGateConfig, dbt: DbtCliResource):
+        _refuse_unusable_warehouse()
         invocation = dbt.cli(["source", "freshness"], raise_on_error=False).wait()
         results = invocation.get_artifact("sources.json")["results"]
         by_key = {dg.AssetKey(["raw", r["unique_id"].split(".")[-1]]): r for r in results}
@@ -77,6 +82,23 @@ def source_freshness_gate() -> dg.AssetChecksDefinition:
             yield _freshness_result(spec.asset_key, by_key.get(spec.asset_key), config.allow_stale)
 
     return _gate
+
+
+def _refuse_unusable_warehouse(wait_seconds: float = 120) -> None:
+    """Stop the chain before any step writes when the DuckDB file is corrupt or truncated."""
+    if target() != "duckdb":
+        return
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return check_duckdb_warehouse(duckdb_path())
+        except WarehouseUnusable as error:
+            raise dg.Failure(description=str(error)) from None
+        except duckdb.Error as error:
+            # Another step of this run (the tests on raw tables) may hold the file for a moment.
+            if not is_lock_conflict(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def _freshness_result(key: dg.AssetKey, result: dict | None, allow_stale: bool) -> dg.AssetCheckResult:

@@ -14,6 +14,7 @@ from greenery_orchestration.assets.sources import raw_manifest
 from greenery_orchestration.chain.docs import DBT_DOCS_KEY
 from greenery_orchestration.chain.masking import masking_salt, pii_columns
 from greenery_orchestration.settings import PROD, duckdb_memory_limit, duckdb_path, warehouse_dir
+from greenery_orchestration.wap import create_views
 from greenery_orchestration.warehouse import WAREHOUSE_RETRY, target
 
 ENVIRONMENTS = ["dev", "ci"]
@@ -80,23 +81,8 @@ def _copy_masked(prod: Path, partial: Path, pii: dict[str, list[str]], salt: str
         # Views are recreated, not copied: they read the masked tables, cost nothing to clone, and
         # with prod detached a view that reached into prod would fail here rather than leak.
         connection.execute("detach prod")
-        _create_views(connection, [sql for _, sql in views])
+        create_views(connection, [sql for _, sql in views])
     return copied
-
-
-def _create_views(connection: duckdb.DuckDBPyConnection, statements: list[str]) -> None:
-    """Run the CREATE VIEW statements, each once the views it reads exist."""
-    pending = statements
-    while pending:
-        failed = []
-        for statement in pending:
-            try:
-                connection.execute(statement)
-            except duckdb.CatalogException:
-                failed.append(statement)
-        if len(failed) == len(pending):
-            connection.execute(failed[0])  # raises the error of a view that cannot be recreated
-        pending = failed
 
 
 def _masked(column: str, salt: str) -> str:

@@ -117,7 +117,9 @@ def test_the_chain_order_is_lineage_and_marts_carry_a_freshness_policy(asset_gra
     assert {masking, snapshot, dg.AssetKey(["raw", "users"])} <= asset_graph.get(
         dg.AssetKey(["staging", "stg_greenery__users"])
     ).parent_keys
-    assert dg.AssetKey(["marts", "fct_funnel"]) in asset_graph.get(dg.AssetKey(["docs", "dbt_docs"])).parent_keys
+    publish = dg.AssetKey(["governance", "publish"])
+    assert {dg.AssetKey(["marts", "fct_funnel"]), snapshot} <= asset_graph.get(publish).parent_keys
+    assert asset_graph.get(dg.AssetKey(["docs", "dbt_docs"])).parent_keys == {publish}
     assert asset_graph.get(dg.AssetKey(["environments", "dev"])).parent_keys == {dg.AssetKey(["docs", "dbt_docs"])}
 
     for key in asset_graph.get_all_asset_keys():

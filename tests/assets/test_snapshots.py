@@ -7,13 +7,14 @@ import pandas as pd
 from greenery_orchestration.cli import main
 
 SNAPSHOT = dg.AssetKey(["snapshots", "orders_snapshot"])
+PUBLISH = dg.AssetKey(["governance", "publish"])
 
 
 def _snapshot_once():
     from greenery_orchestration.definitions import defs
 
     result = defs().resolve_job_def("greenery_production").execute_in_process(
-        instance=dg.DagsterInstance.get(), asset_selection=[SNAPSHOT]
+        instance=dg.DagsterInstance.get(), asset_selection=[SNAPSHOT, PUBLISH]  # readers see it once published
     )
     assert result.success
 

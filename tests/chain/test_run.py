@@ -177,7 +177,7 @@ def test_bad_raw_data_fails_the_run_and_keeps_the_last_good_marts(warehouse, cou
         failed, built = instance.get_runs(dg.RunsFilter(job_name="greenery_production"), limit=2)
     shown = capsys.readouterr().out
     assert f"Built by run {built.run_id[:8]} at " in shown
-    assert f"WARNING: the newest run, {failed.run_id[:8]} at " in shown and ", failed: these numbers are older." in shown
+    assert f"WARNING: the newest run, {failed.run_id[:8]} at " in shown and ", failed and published nothing: these numbers are older." in shown
     assert shown.index("WARNING") < shown.index("| page_view")  # above the table
 
 
@@ -188,21 +188,64 @@ def _materialized_in_latest_run(job_name: str) -> set[str]:
         return {r.event_log_entry.dagster_event.asset_key.to_user_string() for r in records}
 
 
-def test_a_failing_model_test_stops_what_is_downstream_of_that_model_only(warehouse, course_data, capsys, alert_inbox):
+def _published(path) -> dict[str, tuple]:
+    """Every relation a build writes and readers see, by name: a view's definition, a table's columns, row count and
+    a digest of its rows."""
+    with duckdb.connect(str(path), read_only=True) as connection:
+        state = {
+            f"{schema}.{name}": ("view", sql)
+            for schema, name, sql in connection.execute(
+                "select schema_name, view_name, sql from duckdb_views() where not internal and not temporary"
+            ).fetchall()
+        }
+        for schema, name in connection.execute("select schema_name, table_name from duckdb_tables()").fetchall():
+            columns = connection.execute(
+                "select list(column_name order by column_index) from duckdb_columns() "
+                "where schema_name = ? and table_name = ?", [schema, name],
+            ).fetchone()[0]
+            rows = connection.execute(f'select count(*), sum(hash(t)) from "{schema}"."{name}" t').fetchone()
+            state[f"{schema}.{name}"] = ("table", columns, *rows)
+    return {
+        name: value for name, value in state.items()
+        if not name.startswith(("raw.", "ops.")) and not name.endswith(("__staged", "__delta"))
+    }
+
+
+def test_a_run_that_fails_its_tests_publishes_nothing(warehouse, course_data, capsys, alert_inbox):
+    """The breakage the issue observed: an order item of an unknown product, a carrier the shop does
+    not use. Each fails one test; readers must see no part of that build, the snapshot included."""
     assert main(["load-csv", str(course_data)]) == 0
     assert main(["run", "--allow-stale"]) == 0
+    items = pd.read_csv(course_data / "order_items.csv")
+    order = items.order_id.value_counts().index[0]  # an order with several products
+    good = items[items.order_id == order]
+    before = _published(warehouse / "prod.duckdb")
     with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
-        connection.execute("update raw.order_items set quantity = 0 where product_id = "
-                           "(select min(product_id) from raw.order_items)")
+        connection.execute("insert into raw.order_items values (?, 'no-such-product', 50)", [order])
+        connection.execute("update raw.orders set shipping_service = 'pigeon', status = 'shipped' "
+                           "where order_id = (select min(order_id) from raw.orders)")
     capsys.readouterr()
 
     assert main(["run", "--allow-stale"]) == 1
 
+    assert _published(warehouse / "prod.duckdb") == before  # every row and every definition
+    path = warehouse / "prod.duckdb"
+    with duckdb.connect(str(path), read_only=True) as connection:
+        assert connection.execute("select count(*) from ops.publish_log").fetchone() == (1,)
+        published = connection.execute(
+            "select products_ordered, units_ordered from marts.fct_orders where order_id = ?", [order]
+        ).fetchone()
+        # The failed build, kept for inspection: the model whose test failed (dbt built nothing after it).
+        staged = connection.execute(
+            "select count(*) from staging.stg_greenery__order_items__staged where product_id = 'no-such-product'"
+        ).fetchone()
+    assert published == (len(good), good.quantity.sum())
+    assert staged == (1,)
     built = _materialized_in_latest_run("greenery_production")
-    assert "staging/stg_greenery__order_items" in built  # the view is built, then its test fails
-    assert "marts/fct_funnel" in built  # not downstream of order items
-    assert not {"marts/fct_orders", "marts/fct_product_funnel", "docs/dbt_docs"} & built
+    assert "governance/publish" not in built
     shown = capsys.readouterr().out
-    assert "ERROR check accepted_range_stg_greenery__order_items_quantity__1 on staging/stg_greenery__order_items: " in shown
+    assert "ERROR check relationships_stg_greenery__order_items_product_id" in shown
     assert "of greenery_docs_and_clone" not in shown
-    assert "stg_greenery__order_items" in alert_inbox.received[-1]["message"]
+    message = alert_inbox.received[-1]["message"]
+    assert "Nothing was published: readers still see the last good build." in message
+    assert f"<schema>.<name>__staged in {path}" in message

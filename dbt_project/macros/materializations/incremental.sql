@@ -1,0 +1,81 @@
+{# dbt-duckdb's incremental materialization, for write-audit-publish (generate_alias_name.sql).
+
+   A staged build must not touch the published table, nor copy it (at 100M events that is the
+   whole warehouse again). So the new rows go to `<name>__delta`, and `<name>__staged` is a view
+   of the published rows the delta does not replace plus the delta: downstream models and tests
+   read the table as it will be, and the publish step merges the delta in (cost: the delta). A
+   first build or a full refresh stages a whole table instead, which the publish renames.
+
+   Unstaged (a developer's `dbt build`), the delta is merged into the table at once, in one
+   transaction. Either way the merge is by `unique_key` (delete, then insert), and a delta whose
+   columns differ from the table's fails (`on_schema_change='fail'`): run a full refresh. #}
+{% materialization incremental, adapter='duckdb' %}
+    {%- set published = published_relation(this) -%}
+    {%- set staged = this if this.identifier != published.identifier else none -%}
+    {%- set delta = published.incorporate(path={'identifier': published.identifier ~ '__delta'}) -%}
+    {%- set unique_key = config.require('unique_key') -%}
+    {%- set keys = [unique_key] if unique_key is string else unique_key -%}
+
+    {%- do drop_relation_if_exists(load_cached_relation(delta)) -%}
+    {%- if staged is not none -%}
+        {%- do drop_relation_if_exists(load_cached_relation(staged)) -%}
+    {%- endif -%}
+    {{ run_hooks(pre_hooks, inside_transaction=False) }}
+    {{ run_hooks(pre_hooks, inside_transaction=True) }}
+
+    {%- if not is_incremental() -%}
+        {%- set target = staged or published -%}
+        {%- call statement('main') -%}
+            {%- if staged is none %}drop table if exists {{ published }};{% endif %}
+            {{ create_table_as(False, target.incorporate(type='table'), compiled_code) }}
+        {%- endcall -%}
+        {%- set built = target.incorporate(type='table') -%}
+    {%- else -%}
+        {%- do run_query(create_table_as(False, delta.incorporate(type='table'), compiled_code)) -%}
+        {%- set columns = adapter.get_columns_in_relation(published) | map(attribute='name') | list -%}
+        {%- set delta_columns = adapter.get_columns_in_relation(delta) | map(attribute='name') | list -%}
+        {%- if (columns | map('lower') | list) != (delta_columns | map('lower') | list) -%}
+            {%- do exceptions.raise_compiler_error(
+                "The columns of " ~ model.name ~ " changed (" ~ columns | join(', ') ~ " -> "
+                ~ delta_columns | join(', ') ~ "): rebuild it with a full refresh.") -%}
+        {%- endif -%}
+        {%- call statement('main') -%}
+            {%- if staged is not none -%}
+                create view {{ staged }} as
+                {{ published_rows_not_in_delta(published, delta, keys, columns) }}
+                union all
+                select {{ get_quoted_csv(columns) }} from {{ delta }}
+            {%- else -%}
+                {{ merge_delta_sql(published, delta, keys, columns) }};
+                drop table {{ delta }}
+            {%- endif -%}
+        {%- endcall -%}
+        {%- set built = staged.incorporate(type='view') if staged is not none else published -%}
+    {%- endif -%}
+
+    {{ run_hooks(post_hooks, inside_transaction=True) }}
+    {%- do adapter.commit() -%}
+    {{ run_hooks(post_hooks, inside_transaction=False) }}
+    {{ return({'relations': [built]}) }}
+{% endmaterialization %}
+
+
+{% macro published_rows_not_in_delta(published, delta, keys, columns) -%}
+    select {{ get_quoted_csv(columns) }} from {{ published }} as published
+    where not exists (
+        select 1 from {{ delta }} as delta
+        where {% for key in keys %}delta.{{ key }} = published.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}
+    )
+{%- endmacro %}
+
+
+{# The delta into the table, by unique key, when not staged. #}
+{% macro merge_delta_sql(published, delta, keys, columns) -%}
+    delete from {{ published }} as published
+    where exists (
+        select 1 from {{ delta }} as delta
+        where {% for key in keys %}delta.{{ key }} = published.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}
+    );
+    insert into {{ published }} ({{ get_quoted_csv(columns) }})
+    select {{ get_quoted_csv(columns) }} from {{ delta }}
+{%- endmacro %}

@@ -1,0 +1,46 @@
+"""The publish step: this run's audited build becomes what readers see, in one transaction."""
+
+import dagster as dg
+
+from greenery_orchestration import wap
+from greenery_orchestration.assets.dbt import WAREHOUSE_POOL, dbt_relations, greenery_models, greenery_snapshots, staged
+from greenery_orchestration.project import dbt_code_version
+from greenery_orchestration.warehouse import target
+
+PUBLISHED = [*greenery_snapshots.keys, *greenery_models.keys]
+
+
+@dg.asset(
+    key=wap.PUBLISH_KEY,
+    # After every model and the snapshot: a failed test anywhere holds the whole publish back.
+    deps=PUBLISHED,
+    group_name="governance",
+    kinds={target()},
+    owners=["team:data-platform"],
+    pool=WAREHOUSE_POOL,
+    description="Write-audit-publish: the models and the snapshot this run built and tested become what "
+    "readers see, all at once, with a row in ops.publish_log (run, time, code version, row counts).",
+)
+def publish(context: dg.AssetExecutionContext, warehouse: dg.ConfigurableResource) -> dg.MaterializeResult:
+    built = dbt_relations(_materialized_in_this_run(context))
+    if not staged():
+        # Snowflake builds in place for now; its publish is a schema swap to come.
+        return dg.MaterializeResult(metadata={"relations": len(built), "staged": False})
+    with warehouse.get_connection() as connection:
+        counts = wap.publish(connection, built.values(), context.run.run_id, dbt_code_version())
+    context.log.info(f"Published {len(built)} relations built by this run")
+    return dg.MaterializeResult(
+        metadata={
+            "relations": len(built),
+            "code_version": dbt_code_version(),
+            "row_counts": dg.MetadataValue.json(counts),
+        }
+    )
+
+
+def _materialized_in_this_run(context: dg.AssetExecutionContext) -> set[dg.AssetKey]:
+    """What this run built, so a run that built a few models publishes those and no leftovers."""
+    records = context.instance.get_records_for_run(
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000
+    ).records
+    return {record.event_log_entry.dagster_event.asset_key for record in records}

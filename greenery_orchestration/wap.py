@@ -1,0 +1,199 @@
+"""Write-audit-publish: what readers see changes all at once, and only after every test passed.
+
+A production build writes every model and snapshot under `<name>__staged` beside the relation
+readers use (dbt_project/macros/generate_alias_name.sql); an incremental model stages only its new
+rows, as `<name>__delta`, with `<name>__staged` a view of the table as it will be
+(macros/materializations/incremental.sql). Every blocking test runs on the staged relations.
+Publishing is one DuckDB transaction: staged tables are renamed over the published ones (no
+copy), deltas are merged in (cost: the new rows), views are recreated on the published names,
+and a row goes to the publish log. A failed run publishes nothing and leaves its staged
+relations for inspection until the next run rebuilds them.
+"""
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+import duckdb
+
+from greenery_orchestration.marts import STAGED
+
+PUBLISH_KEY = dg.AssetKey(["governance", "publish"])
+DELTA = "__delta"  # macros/materializations/incremental.sql
+PUBLISH_LOG = "ops.publish_log"
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A dbt model or snapshot as readers see it: `schema.name`, with the unique key an
+    incremental model merges on."""
+
+    schema: str
+    name: str
+    unique_key: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+class NothingStaged(Exception):
+    """A relation this run should have built has no staged version to publish."""
+
+
+def stage_snapshots(connection: duckdb.DuckDBPyConnection, snapshots: Iterable[Relation]) -> None:
+    """Copy each published snapshot to its staged name, for `dbt snapshot` to add this run's
+    versions to. A snapshot is history: unlike a model it cannot be rebuilt from the raw tables.
+    (It holds a row per order version, a small table next to the events.)"""
+    for snapshot in snapshots:
+        staged = _quoted(snapshot.schema, snapshot.name + STAGED)
+        if _kind(connection, snapshot.schema, snapshot.name) == "table":
+            connection.execute(f"create or replace table {staged} as select * from {_quoted(snapshot.schema, snapshot.name)}")
+        else:
+            connection.execute(f"drop table if exists {staged}")
+
+
+def publish(
+    connection: duckdb.DuckDBPyConnection, built: Iterable[Relation], run_id: str, code_version: str
+) -> dict[str, int]:
+    """Publish the staged versions of `built` in one transaction, with a publish-log row; then
+    drop whatever staged relations are left. Returns the row count of every published table and
+    raw table, as logged."""
+    built = sorted(built, key=str)
+    connection.execute("begin transaction")
+    try:
+        views = [statement for relation in built if (statement := _publish_one(connection, relation))]
+        create_views(connection, views)
+        counts = _row_counts(connection)
+        connection.execute("create schema if not exists ops")
+        connection.execute(
+            f"create table if not exists {PUBLISH_LOG} (run_id varchar, published_at timestamp, "
+            "code_version varchar, row_counts varchar)"
+        )
+        connection.execute(
+            f"insert into {PUBLISH_LOG} values (?, ?, ?, ?)",
+            [run_id, datetime.now(UTC).replace(tzinfo=None), code_version, json.dumps(counts, sort_keys=True)],
+        )
+        connection.execute("commit")
+    except BaseException:
+        connection.execute("rollback")
+        raise
+    drop_staged(connection)
+    return counts
+
+
+def last_publish(connection: duckdb.DuckDBPyConnection) -> tuple[str, datetime] | None:
+    """The run id and time (naive UTC) of the newest publish, if any."""
+    try:
+        return connection.execute(f"select run_id, published_at from {PUBLISH_LOG} order by published_at desc limit 1").fetchone()
+    except duckdb.CatalogException:
+        return None
+
+
+def drop_staged(connection: duckdb.DuckDBPyConnection) -> list[str]:
+    """Drop every staged relation and delta: a failed build's, once a later one is published."""
+    dropped = []
+    for schema, name, kind in _objects(connection):
+        if name.endswith((STAGED, DELTA)):
+            connection.execute(f"drop {kind} if exists {_quoted(schema, name)}")
+            dropped.append(f"{schema}.{name}")
+    return dropped
+
+
+def _publish_one(connection: duckdb.DuckDBPyConnection, relation: Relation) -> str | None:
+    """Publish a table or a delta; for a view, drop the staged one and return the statement that
+    creates it on the published names (DuckDB binds a view when it is created: tables first)."""
+    schema, name = relation.schema, relation.name
+    published, staged = _quoted(schema, name), _quoted(schema, name + STAGED)
+    staged_kind, published_kind = _kind(connection, schema, name + STAGED), _kind(connection, schema, name)
+    delta = _kind(connection, schema, name + DELTA) == "table"
+    if staged_kind is None:
+        raise NothingStaged(f"{relation}: this run built it, but {schema}.{name}{STAGED} is missing")
+    if staged_kind == "view" and delta:
+        # An incremental model: the new rows replace the published rows with the same key.
+        columns = ", ".join(f'"{c}"' for c in _columns(connection, schema, name))
+        matches = " and ".join(f'delta."{key}" = published."{key}"' for key in relation.unique_key)
+        delta_table = _quoted(schema, name + DELTA)
+        connection.execute(
+            f"delete from {published} as published where exists (select 1 from {delta_table} as delta where {matches})"
+        )
+        connection.execute(f"insert into {published} ({columns}) select {columns} from {delta_table}")
+        connection.execute(f"drop view {staged}")
+        connection.execute(f"drop table {delta_table}")
+        return None
+    if published_kind:
+        connection.execute(f"drop {published_kind} {published}")
+    if staged_kind == "table":
+        connection.execute(f'alter table {staged} rename to "{name}"')
+        return None
+    # A view names what it reads: the staged names become the published ones.
+    (sql,) = connection.execute(
+        "select sql from duckdb_views() where database_name = current_database() and schema_name = ? "
+        "and view_name = ?",
+        [schema, name + STAGED],
+    ).fetchone()
+    connection.execute(f"drop view {staged}")
+    return _unstaged(sql)
+
+
+def create_views(connection: duckdb.DuckDBPyConnection, statements: list[str]) -> None:
+    """Run the CREATE VIEW statements, each once the views it reads exist."""
+    pending = statements
+    while pending:
+        failed = []
+        for statement in pending:
+            try:
+                connection.execute(statement)
+            except duckdb.CatalogException:
+                failed.append(statement)
+        if len(failed) == len(pending):
+            connection.execute(failed[0])  # raises the error of a view that cannot be created
+        pending = failed
+
+
+def _unstaged(sql: str) -> str:
+    """A staged view's SQL on the published names (DuckDB writes identifiers bare or quoted)."""
+    return re.sub(rf'{STAGED}(?=["\s.,;)]|$)', "", sql)
+
+
+def _row_counts(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    counts = {}
+    for schema, name, kind in _objects(connection):
+        if kind == "table" and schema != "ops" and not name.endswith((STAGED, DELTA)):
+            counts[f"{schema}.{name}"] = connection.execute(f"select count(*) from {_quoted(schema, name)}").fetchone()[0]
+    return counts
+
+
+def _objects(connection: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
+    return connection.execute(
+        "select schema_name, table_name, 'table' from duckdb_tables() where database_name = current_database() "
+        "union all select schema_name, view_name, 'view' from duckdb_views() "
+        "where database_name = current_database() and not internal and not temporary order by all"
+    ).fetchall()
+
+
+def _kind(connection: duckdb.DuckDBPyConnection, schema: str, name: str) -> str | None:
+    found = connection.execute(
+        "select 'table' from duckdb_tables() where database_name = current_database() and schema_name = ? "
+        "and table_name = ? union all select 'view' from duckdb_views() where database_name = current_database() "
+        "and schema_name = ? and view_name = ?",
+        [schema, name, schema, name],
+    ).fetchall()
+    return found[0][0] if found else None
+
+
+def _columns(connection: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[str]:
+    return [
+        column
+        for (column,) in connection.execute(
+            "select column_name from duckdb_columns() where database_name = current_database() "
+            "and schema_name = ? and table_name = ? order by column_index",
+            [schema, name],
+        ).fetchall()
+    ]
+
+
+def _quoted(schema: str, name: str) -> str:
+    return f'"{schema}"."{name}"'
