@@ -83,8 +83,13 @@ def test_full_refresh_flag_rebuilds_what_incremental_runs_keep(warehouse, capsys
         with duckdb.connect(str(prod), read_only=True) as connection:
             return connection.execute("select count(*) from marts.fct_events").fetchall()[0][0]
 
-    assert main(["run"]) == 0
-    assert built_events() < raw_events
+    capsys.readouterr()
+    # The marts no longer hold every raw event: the reconciliation check stops the run.
+    assert main(["run"]) == 1
+    missing = raw_events - built_events()
+    assert missing > 0
+    assert (f"ERROR check fct_events_reconciles_with_raw_events on marts/fct_events: {missing} failing row(s)"
+            in capsys.readouterr().out)
     assert main(["run", "--full-refresh"]) == 0
     assert built_events() == raw_events
 
@@ -117,13 +122,15 @@ def test_tests_of_incremental_models_read_the_rows_of_the_newest_build(tmp_path)
             "where dbt_updated_at < (select max(dbt_updated_at) from marts.fct_events) limit 1"
         )
 
-    old_duplicate = _dbt_test(tmp_path, tmp_path, "fct_events")
+    # Its row tests; its reconciliation with raw reads every row, so sees any duplicate.
+    row_tests = "fct_events,test_name:unique fct_events,test_name:not_null"
+    old_duplicate = _dbt_test(tmp_path, tmp_path, row_tests)
     with duckdb.connect(prod) as connection:
         connection.execute(
             "insert into marts.fct_events select * from marts.fct_events "
             "where dbt_updated_at = (select max(dbt_updated_at) from marts.fct_events) limit 1"
         )
-    new_duplicate = _dbt_test(tmp_path, tmp_path, "fct_events")
+    new_duplicate = _dbt_test(tmp_path, tmp_path, row_tests)
 
     assert old_duplicate.returncode == 0, old_duplicate.stdout[-2000:]  # an earlier build's rows: tested then
     assert new_duplicate.returncode == 1
