@@ -5,7 +5,10 @@ environment (a test, a CLI flag) sees the change.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
+
+import yaml
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_DIR / "dbt_project"
@@ -26,6 +29,12 @@ def duckdb_path(environment: str = PROD) -> Path:
 def duckdb_memory_limit() -> str:
     """How much memory DuckDB may take before it spills to disk, for dbt and for the clones."""
     return os.environ.get("GREENERY_DUCKDB_MEMORY_LIMIT", "3GB")
+
+
+def future_tolerance() -> timedelta:
+    """How far past now a raw timestamp may lie before it is an error, not fresh data (a dbt var)."""
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    return timedelta(hours=project["vars"]["future_tolerance_hours"])
 
 
 def docs_dir() -> Path:

@@ -3,7 +3,7 @@ dagster-snowflake's on Snowflake, chosen by GREENERY_TARGET like the dbt profile
 """
 
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +14,7 @@ from dagster_duckdb import DuckDBResource
 if TYPE_CHECKING:  # pandas loads when a frame is read, not with the definitions
     import pandas as pd
 
-from greenery_orchestration.settings import PROD, duckdb_path
+from greenery_orchestration.settings import PROD, duckdb_path, future_tolerance
 
 # Transient connection errors (a lock held for a moment, a dropped network) deserve a retry.
 WAREHOUSE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
@@ -83,10 +83,19 @@ def newest_loaded_at(
         return {key: _newest(connection, criterion) for key, criterion in criteria.items()}
 
 
+def _newest_sql(criterion: dict) -> str:
+    # Rows dated in the future are errors the raw tests stop at, not fresh data.
+    field = criterion["loaded_at_field"]
+    limit = datetime.now(UTC).replace(tzinfo=None) + future_tolerance()
+    return (
+        f"select max({field}) as newest from {criterion['relation_name']} "
+        f"where {field} <= cast('{limit:%Y-%m-%d %H:%M:%S}' as timestamp)"
+    )
+
+
 def _newest(connection, criterion: dict) -> datetime | None:
     try:
-        sql = f"select max({criterion['loaded_at_field']}) from {criterion['relation_name']}"
-        return connection.execute(sql).fetchall()[0][0]
+        return connection.execute(_newest_sql(criterion)).fetchall()[0][0]
     except duckdb.CatalogException:
         return None
 
@@ -94,7 +103,7 @@ def _newest(connection, criterion: dict) -> datetime | None:
 def _newest_on_snowflake(warehouse: dg.ConfigurableResource, criterion: dict) -> datetime | None:
     import pandas as pd  # noqa: PLC0415
 
-    frame = read_sql(warehouse, f"select max({criterion['loaded_at_field']}) as newest from {criterion['relation_name']}")
+    frame = read_sql(warehouse, _newest_sql(criterion))
     value = frame["newest"].iloc[0]
     return None if pd.isna(value) else pd.Timestamp(value).tz_localize(None).to_pydatetime()
 

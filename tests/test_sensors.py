@@ -65,10 +65,16 @@ def test_freshness_sensor_alerts_once_per_incident_and_once_on_recovery(warehous
     second = raw_freshness_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.get(), resources={"warehouse": warehouse_resource()}, cursor=first.cursor))
     assert len(alert_inbox.received) == 2  # still stale: no new alert
 
+    with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:  # a clock wrong upstream
+        connection.execute("update raw.events set created_at = timestamp '2099-01-01' "
+                           "where event_id = (select max(event_id) from raw.events)")
+    third = raw_freshness_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.get(), resources={"warehouse": warehouse_resource()}, cursor=second.cursor))
+    assert len(alert_inbox.received) == 2  # a row from the future is no fresh data
+
     with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
         connection.execute("update raw.events set created_at = timezone('UTC', now()) - interval 1 hour "
                            "where event_id = (select min(event_id) from raw.events)")
-    raw_freshness_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.get(), resources={"warehouse": warehouse_resource()}, cursor=second.cursor))
+    raw_freshness_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.get(), resources={"warehouse": warehouse_resource()}, cursor=third.cursor))
     assert alert_inbox.titles()[2:] == ["[greenery] raw/events is fresh again"]
     assert alert_inbox.received[2]["type"] == "success"
 

@@ -1,4 +1,4 @@
-{# No `column_name` later than now + future_tolerance_hours (see future_rows.sql). A failing row
+{# No `column_name` later than now + future_tolerance_hours (see macros/collect_freshness.sql). A failing row
    is the row's key (`key`, e.g. event_id) and its time: never anything else of the row. #}
 {% test not_in_future(model, column_name, key) %}
 select

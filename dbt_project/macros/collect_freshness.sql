@@ -1,10 +1,10 @@
 {# Rows dated in the future: a clock or time zone wrong upstream. Anything later than
-   now + future_tolerance_hours (a dbt var, default 1) fails the source tests `not_in_future`,
+   now + future_tolerance_hours (a var in dbt_project.yml) fails the source tests `not_in_future`,
    and `dbt source freshness` does not count it: one such row would otherwise make a stale
    source look fresh until its date comes. #}
 
 {% macro greenery_future_limit() -%}
-    {{ dbt.dateadd('hour', var('future_tolerance_hours', 1), utc_now()) }}
+    {{ dbt.dateadd('hour', var('future_tolerance_hours'), utc_now()) }}
 {%- endmacro %}
 
 
