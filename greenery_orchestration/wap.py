@@ -67,11 +67,7 @@ def publish(
         views = [statement for relation in built if (statement := _publish_one(connection, relation))]
         create_views(connection, views)
         counts = _row_counts(connection)
-        connection.execute("create schema if not exists ops")
-        connection.execute(
-            f"create table if not exists {PUBLISH_LOG} (run_id varchar, published_at timestamp, "
-            "code_version varchar, row_counts varchar)"
-        )
+        create_publish_log(connection)
         connection.execute(
             f"insert into {PUBLISH_LOG} values (?, ?, ?, ?)",
             [run_id, datetime.now(UTC).replace(tzinfo=None), code_version, json.dumps(counts, sort_keys=True)],
@@ -82,6 +78,16 @@ def publish(
         raise
     drop_staged(connection)
     return counts
+
+
+def create_publish_log(connection: duckdb.DuckDBPyConnection) -> None:
+    """One row per publish: its run, when (naive UTC), the dbt code's version, and the row count
+    of every table as published, raw tables included (JSON: {"raw.events": 32000, ...})."""
+    connection.execute("create schema if not exists ops")
+    connection.execute(
+        f"create table if not exists {PUBLISH_LOG} (run_id varchar, published_at timestamp, "
+        "code_version varchar, row_counts varchar)"
+    )
 
 
 def last_publish(connection: duckdb.DuckDBPyConnection) -> tuple[str, datetime] | None:
