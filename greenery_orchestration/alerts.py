@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from greenery_orchestration import wap
+from greenery_orchestration.dbt_errors import first_line
 from greenery_orchestration.marts import STAGED
 from greenery_orchestration.settings import duckdb_path
 from greenery_orchestration.warehouse import target
@@ -98,10 +99,13 @@ def check_line(evaluation) -> str:
     if "age_hours" in metadata:
         observed = f"newest row {metadata['age_hours']} h old (at {metadata.get('max_loaded_at')}), "
         observed += f"threshold: warn after {metadata.get('warn_after')}, error after {metadata.get('error_after')}"
+    elif metadata.get("status") == "error":
+        # A dbt test that could not run counts no rows: its cause is the step's failure.
+        observed = "the test did not run (dbt error)"
     elif "dagster_dbt/failed_row_count" in metadata:
         observed = f"{metadata['dagster_dbt/failed_row_count']} failing row(s), threshold 0"
     else:
-        observed = str(metadata.get("error", "failed"))
+        observed = first_line(str(metadata.get("error", ""))) or "failed"
     return f"{severity} check {evaluation.check_name} on {evaluation.asset_key.to_user_string()}: {observed}"
 
 
@@ -120,16 +124,21 @@ def _unpublished_build(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 def _step_failures(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     return [
-        f"- step {event.step_key}: {error_summary(event.step_failure_data.error)}"
+        f"- step {event.step_key}: {error_summary(event.step_failure_data)}"
         for event in (record.event_log_entry.dagster_event for record in records)
     ]
 
 
-def error_summary(error) -> str:
-    """The first line of what went wrong inside Dagster's wrapping, without the class path."""
+def error_summary(failure) -> str:
+    """One line of what failed a step (its StepFailureData): a dg.Failure's description, else the
+    first line of the error inside Dagster's wrapping, without the class path."""
+    user_failure = failure.user_failure_data
+    if user_failure is not None and user_failure.description and user_failure.description.strip():
+        return user_failure.description.strip().splitlines()[0]
+    error = failure.error
     while error is not None and error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
         error = error.cause
     if error is None or not error.message.strip():
         return "failed"
-    first_line = error.message.strip().splitlines()[0]
-    return re.sub(rf"^[\w.]*{error.cls_name}: ", "", first_line)
+    first = error.message.strip().splitlines()[0]
+    return re.sub(rf"^[\w.]*{error.cls_name}: ", "", first)

@@ -106,7 +106,7 @@ class _ProgressHandler(logging.Handler):
                 took = time.monotonic() - self.started.pop(step, time.monotonic())
             built = self.materialized.pop(step, 0)
             outcome = "finished" if kind == dg.DagsterEventType.STEP_SUCCESS else "FAILED"
-            detail = f": {error_summary(event.step_failure_data.error)}" if kind == dg.DagsterEventType.STEP_FAILURE else ""
+            detail = f": {error_summary(event.step_failure_data)}" if kind == dg.DagsterEventType.STEP_FAILURE else ""
             built = f", {built} asset(s) materialized" if built else ""
             return f"  step {step} {outcome} in {took:.1f} s{built}{detail}"
         if kind == dg.DagsterEventType.RUN_START:

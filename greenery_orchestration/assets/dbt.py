@@ -13,6 +13,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
 from greenery_orchestration import wap
+from greenery_orchestration.dbt_errors import dbt_failure
 from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS
 from greenery_orchestration.progress import NOTICE
 from greenery_orchestration.project import greenery_project
@@ -183,9 +184,10 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, flags: li
         if isinstance(event, dg.AssetCheckResult) and not event.passed:
             failed_checks += 1
         yield event
-    # Failed blocking checks fail the step with a message that names them; other errors here.
-    if not invocation.is_successful() and not failed_checks:
-        raise invocation.get_error()
+    # Failed blocking checks fail the step with a message that names them; any other error
+    # fails it here, with dbt's own first line.
+    if failure := dbt_failure(invocation, ignore_failed_tests=failed_checks > 0):
+        raise failure
 
 
 def _funnel_metadata(context, warehouse: dg.ConfigurableResource, output: dg.Output) -> dict:

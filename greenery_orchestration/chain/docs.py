@@ -7,6 +7,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from greenery_orchestration.assets.dbt import WAREHOUSE_POOL
+from greenery_orchestration.dbt_errors import dbt_failure
 from greenery_orchestration.settings import docs_dir
 from greenery_orchestration.wap import PUBLISH_KEY
 
@@ -40,7 +41,9 @@ def publish(generated: Path, site: Path) -> list[str]:
     description="The dbt docs as one static page, published to GREENERY_DOCS_DIR (`greenery docs` serves it).",
 )
 def dbt_docs(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> dg.MaterializeResult:
-    invocation = dbt.cli(["docs", "generate", "--static"]).wait()
+    invocation = dbt.cli(["docs", "generate", "--static"], raise_on_error=False).wait()
+    if failure := dbt_failure(invocation):
+        raise failure
     site = docs_dir()
     files = publish(invocation.target_path, site)
     context.log.info(f"Published the dbt docs to {site}")

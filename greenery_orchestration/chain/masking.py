@@ -9,6 +9,7 @@ from dagster_dbt import DbtCliResource
 
 from greenery_orchestration.assets.dbt import PII_MASKING_KEY, WAREHOUSE_POOL
 from greenery_orchestration.assets.sources import raw_manifest
+from greenery_orchestration.dbt_errors import dbt_failure
 
 
 def pii_columns(manifest: dict) -> dict[str, list[str]]:
@@ -50,7 +51,9 @@ def masking_salt(warehouse_dir: Path) -> str:
     "on DuckDB, prod keeps clear values and the environment clones are masked instead.",
 )
 def pii_masking(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> dg.MaterializeResult:
-    dbt.cli(["run-operation", "apply_pii_masking"]).wait()
+    invocation = dbt.cli(["run-operation", "apply_pii_masking"], raise_on_error=False).wait()
+    if failure := dbt_failure(invocation):
+        raise failure
     manifest, _, _ = raw_manifest()
     declared = pii_columns(manifest)
     context.log.info(f"PII columns declared: {sum(map(len, declared.values()))} in {len(declared)} relations")

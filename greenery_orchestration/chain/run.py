@@ -45,6 +45,10 @@ def run_chain(
             alert = alerts.run_alert(instance, result.dagster_run)
             if alert:
                 print(f"alert ({alert.level}): {alert.title}", file=terminal)
+                # What the alert says failed, so the terminal holds the cause without the UI.
+                for line in alert.body.splitlines():
+                    if line.startswith("- "):
+                        print(f"  {line}", file=terminal)
                 alerts.send(alert)
             if not result.success:
                 turn.succeeded = False
