@@ -10,6 +10,7 @@ from dagster_dbt import DbtCliResource
 from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
 from greenery_orchestration.assets.dbt import WAREHOUSE_POOL, greenery_models
+from greenery_orchestration.dbt_errors import dbt_failure
 from greenery_orchestration.settings import duckdb_path
 from greenery_orchestration.warehouse import WarehouseUnusable, check_duckdb_warehouse, is_lock_conflict, target
 
@@ -76,6 +77,8 @@ def source_freshness_gate() -> dg.AssetChecksDefinition:
     def _gate(context: dg.AssetCheckExecutionContext, config: FreshnessGateConfig, dbt: DbtCliResource):
         _refuse_unusable_warehouse()
         invocation = dbt.cli(["source", "freshness"], raise_on_error=False).wait()
+        if not (invocation.target_path / "sources.json").exists():  # dbt stopped before any source
+            raise dbt_failure(invocation)
         results = invocation.get_artifact("sources.json")["results"]
         by_key = {dg.AssetKey(["raw", r["unique_id"].split(".")[-1]]): r for r in results}
         for spec in specs:
