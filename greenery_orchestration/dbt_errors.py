@@ -56,7 +56,7 @@ def dbt_failure(invocation: "DbtCliInvocation", ignore_failed_tests: bool = Fals
     failed = []
     # dbt writes no run_results.json when it stops before any node (a parse error, an unknown macro).
     if (invocation.target_path / "run_results.json").exists():
-        failed = failed_nodes(invocation.get_artifact("run_results.json"), invocation.manifest)
+        failed = failed_nodes(invocation.get_artifact("run_results.json"), _manifest(invocation))
     if ignore_failed_tests and failed and all(node["status"] == "fail" for node in failed):
         return None
     log = invocation.target_path / "dbt.log"
@@ -75,6 +75,15 @@ def dbt_failure(invocation: "DbtCliInvocation", ignore_failed_tests: bool = Fals
             "dbt_log": dg.MetadataValue.path(str(log)),
         },
     )
+
+
+def _manifest(invocation: "DbtCliInvocation") -> dict:
+    # A dbt command run outside a dbt asset (the gate's tests) has no manifest of Dagster's: dbt's own.
+    if invocation.manifest.get("nodes"):
+        return invocation.manifest
+    if (invocation.target_path / "manifest.json").exists():
+        return invocation.get_artifact("manifest.json")
+    return {"nodes": {}, "sources": {}}
 
 
 def failed_nodes(run_results: dict, manifest: dict) -> list[dict[str, Any]]:

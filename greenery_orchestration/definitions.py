@@ -3,7 +3,7 @@
 import dagster as dg
 
 from greenery_orchestration.assets.dbt import greenery_models, greenery_snapshots
-from greenery_orchestration.assets.sources import raw_source_specs, source_freshness_gate
+from greenery_orchestration.assets.sources import raw_data_gate, raw_source_specs
 from greenery_orchestration.chain.clone import environment_clones
 from greenery_orchestration.chain.docs import dbt_docs
 from greenery_orchestration.chain.masking import pii_masking
@@ -34,7 +34,7 @@ def defs() -> dg.Definitions:
             dbt_docs,
             environment_clones,
         ],
-        asset_checks=[source_freshness_gate()],
+        asset_checks=[raw_data_gate()],
         jobs=[greenery_production, greenery_docs_and_clone],
         schedules=[production_schedule()],
         sensors=[

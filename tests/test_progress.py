@@ -24,17 +24,17 @@ def test_a_silent_step_gets_a_heartbeat_and_its_duration_at_the_end(monkeypatch)
     terminal = io.StringIO()
     with progress.to_terminal(terminal, verbose=False):
         handler = progress._ProgressHandler()
-        handler.emit(_record(dg.DagsterEventType.STEP_START, "greenery_models_2"))
+        handler.emit(_record(dg.DagsterEventType.STEP_START, "build_models"))
         print("1 of 18 START sql table model marts.fct_events")  # what dagster-dbt echoes of dbt
         time.sleep(1.8)
-        handler.emit(_record(dg.DagsterEventType.STEP_SUCCESS, "greenery_models_2", StepSuccessData(1800.0)))
+        handler.emit(_record(dg.DagsterEventType.STEP_SUCCESS, "build_models", StepSuccessData(1800.0)))
         handler.emit(_record(dg.DagsterEventType.RUN_SUCCESS))
 
     lines = terminal.getvalue().splitlines()
-    assert lines[0] == "  step greenery_models_2 started"
-    beats = [line for line in lines if line.startswith("  ... running: greenery_models_2")]
+    assert lines[0] == "  step build_models started"
+    beats = [line for line in lines if line.startswith("  ... running: build_models")]
     assert 2 <= len(beats) <= 4  # one per half second of silence, from the first half second on
-    assert lines[-2].startswith("  step greenery_models_2 finished in 1.")
+    assert lines[-2].startswith("  step build_models finished in 1.")
     assert lines[-1] == "run 1234abcd of greenery_production succeeded"
     assert not any("START sql" in line for line in lines)  # dbt's lines only with --verbose
 

@@ -5,11 +5,12 @@ then the orders snapshot, then the build of the models. On DuckDB both write sta
 that only the publish step shows readers (wap.py).
 """
 
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
 from greenery_orchestration import wap
@@ -25,8 +26,7 @@ PII_MASKING_KEY = dg.AssetKey(["governance", "pii_masking"])
 ORDERS_SNAPSHOT_KEY = dg.AssetKey(["snapshots", "orders_snapshot"])
 # The incremental model every other one follows: one row per raw event it has read.
 INCREMENTAL_EVENTS = "marts.fct_events"
-# A run tag, so it reaches every step of the models: Dagster runs the checks on raw tables as a
-# step of their own, before the masking, and a step's config would reach only one of the two.
+# A run tag, so a run launched from the UI or the CLI can ask for it.
 FULL_REFRESH_TAG = "greenery/full_refresh"
 
 # Marts whose materialization carries the funnel itself, by how funnel.read_funnel reads them.
@@ -59,17 +59,30 @@ class GreeneryTranslator(DagsterDbtTranslator):
         return check_spec._replace(blocking=True) if check_spec else None
 
 
-# The dbt tests on raw tables are checks of the raw assets, run with the models: declaring them
-# on the snapshot's step as well would define each check twice.
-MODELS_TRANSLATOR = GreeneryTranslator(DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True))
-SNAPSHOTS_TRANSLATOR = GreeneryTranslator()
+TRANSLATOR = GreeneryTranslator()
+
+
+def tests_on_raw_tables(manifest: dict) -> dict[str, dict]:
+    """The dbt tests that read raw tables only, by id. The gate runs them, before anything writes
+    (assets/sources.py); the build does not run them again."""
+    return {
+        unique_id: node
+        for unique_id, node in manifest["nodes"].items()
+        if node["resource_type"] == "test"
+        and node["depends_on"]["nodes"]
+        and all(parent.startswith("source.") for parent in node["depends_on"]["nodes"])
+    }
+
+
+_RAW_TESTS = tests_on_raw_tables(json.loads(greenery_project.manifest_path.read_text()))
 
 
 @dbt_assets(
     manifest=greenery_project.manifest_path,
     project=greenery_project,
     select="resource_type:snapshot",
-    dagster_dbt_translator=SNAPSHOTS_TRANSLATOR,
+    dagster_dbt_translator=TRANSLATOR,
+    name="snapshot_orders",
     pool=WAREHOUSE_POOL,
 )
 def greenery_snapshots(
@@ -84,8 +97,9 @@ def greenery_snapshots(
 @dbt_assets(
     manifest=greenery_project.manifest_path,
     project=greenery_project,
-    exclude="resource_type:snapshot",
-    dagster_dbt_translator=MODELS_TRANSLATOR,
+    exclude=" ".join(["resource_type:snapshot", *(node["name"] for node in _RAW_TESTS.values())]),
+    dagster_dbt_translator=TRANSLATOR,
+    name="build_models",
     pool=WAREHOUSE_POOL,
 )
 def greenery_models(
@@ -93,9 +107,7 @@ def greenery_models(
 ) -> Iterator:
     # Launch with the tag greenery/full_refresh=true to rebuild the incremental models whole.
     full_refresh = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
-    # Dagster runs this body twice, for the checks on raw tables and for the models: ask once.
-    building = bool(context.selected_asset_keys)
-    replaced = raw_data_replaced(lambda sql: read_sql(warehouse, sql)) if building and not full_refresh else None
+    replaced = raw_data_replaced(lambda sql: read_sql(warehouse, sql)) if not full_refresh else None
     if replaced:
         # Merging into what the incremental models hold would keep rows whose raw rows are gone.
         context.log.warning(f"{NOTICE}{replaced}: rebuilding the incremental models from scratch (a full refresh).")

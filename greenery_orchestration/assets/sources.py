@@ -9,7 +9,7 @@ import duckdb
 from dagster_dbt import DbtCliResource
 from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
-from greenery_orchestration.assets.dbt import WAREHOUSE_POOL, greenery_models
+from greenery_orchestration.assets.dbt import WAREHOUSE_POOL, greenery_models, tests_on_raw_tables
 from greenery_orchestration.dbt_errors import dbt_failure
 from greenery_orchestration.settings import duckdb_path
 from greenery_orchestration.warehouse import WarehouseUnusable, check_duckdb_warehouse, is_lock_conflict, target
@@ -61,19 +61,35 @@ class FreshnessGateConfig(dg.Config):
     """Report sources past their error threshold as a warning and let the chain go on."""
 
 
-def source_freshness_gate() -> dg.AssetChecksDefinition:
-    """`dbt source freshness` as a blocking check on every raw source with thresholds."""
+def raw_tests() -> dict[str, tuple[str, dg.AssetKey]]:
+    """{dbt test id: (test name, raw asset key)} for every dbt test that reads raw tables only."""
+    manifest, translator, _ = raw_manifest()
+    return {
+        unique_id: (node["name"], translator.get_asset_key(manifest["sources"][node["depends_on"]["nodes"][0]]))
+        for unique_id, node in tests_on_raw_tables(manifest).items()
+    }
+
+
+def raw_data_gate() -> dg.AssetChecksDefinition:
+    """The gate in front of everything that writes: the warehouse file is whole, every raw source
+    with thresholds is fresh (`dbt source freshness`), and every dbt test on raw tables passes,
+    each a blocking check of its raw table. The raw tests run here and only here."""
+    tests = raw_tests()
     specs = [
-        dg.AssetCheckSpec(
-            FRESHNESS_CHECK,
-            asset=key,
-            blocking=True,
-            description="The newest row is within the source's dbt freshness thresholds.",
-        )
-        for key in freshness_criteria()
+        *(
+            dg.AssetCheckSpec(
+                FRESHNESS_CHECK, asset=key, blocking=True,
+                description="The newest row is within the source's dbt freshness thresholds.",
+            )
+            for key in freshness_criteria()
+        ),
+        *(
+            dg.AssetCheckSpec(name, asset=key, blocking=True, description=f"dbt test {name} on the raw table.")
+            for name, key in tests.values()
+        ),
     ]
 
-    @dg.multi_asset_check(specs=specs, name="source_freshness_gate", pool=WAREHOUSE_POOL)
+    @dg.multi_asset_check(specs=specs, name="raw_data_gate", pool=WAREHOUSE_POOL)
     def _gate(context: dg.AssetCheckExecutionContext, config: FreshnessGateConfig, dbt: DbtCliResource):
         _refuse_unusable_warehouse()
         invocation = dbt.cli(["source", "freshness"], raise_on_error=False).wait()
@@ -81,10 +97,35 @@ def source_freshness_gate() -> dg.AssetChecksDefinition:
             raise dbt_failure(invocation)
         results = invocation.get_artifact("sources.json")["results"]
         by_key = {dg.AssetKey(["raw", r["unique_id"].split(".")[-1]]): r for r in results}
-        for spec in specs:
-            yield _freshness_result(spec.asset_key, by_key.get(spec.asset_key), config.allow_stale)
+        for key in freshness_criteria():
+            yield _freshness_result(key, by_key.get(key), config.allow_stale)
+        # `cautious`: the tests on raw tables alone, not the marts' reconciliations with raw.
+        invocation = dbt.cli(["test", "--select", "source:*", "--indirect-selection", "cautious"], raise_on_error=False)
+        invocation.wait()
+        if not (invocation.target_path / "run_results.json").exists():
+            raise dbt_failure(invocation)
+        results = invocation.get_artifact("run_results.json")["results"]
+        for result in results:
+            if result["status"] != "error":
+                yield _test_result(*tests[result["unique_id"]], result)
+        # A test that could not run has no result: the step fails with dbt's cause instead (a
+        # failed blocking check yielded first would fail it with Dagster's message).
+        if any(result["status"] == "error" for result in results):
+            raise dbt_failure(invocation, ignore_failed_tests=True)
 
     return _gate
+
+
+def _test_result(name: str, key: dg.AssetKey, result: dict) -> dg.AssetCheckResult:
+    status = result["status"]
+    metadata = {"status": status, "dagster_dbt/failed_row_count": result.get("failures") or 0}
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=name,
+        passed=status == "pass",
+        severity=dg.AssetCheckSeverity.WARN if status == "warn" else dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+    )
 
 
 def _refuse_unusable_warehouse(wait_seconds: float = 120) -> None:

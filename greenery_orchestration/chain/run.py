@@ -32,7 +32,7 @@ def run_chain(
         for job_name in CHAIN:
             run_config = {"loggers": {"progress": {}}}
             if job_name == "greenery_production":
-                run_config["ops"] = {"source_freshness_gate": {"config": {"allow_stale": allow_stale}}}
+                run_config["ops"] = {"raw_data_gate": {"config": {"allow_stale": allow_stale}}}
             # A stopped run is no failure to alert on; and no job starts after it (guard.Stopped).
             with turn.job() as run_id:
                 result = definitions.resolve_job_def(job_name).execute_in_process(

@@ -31,7 +31,7 @@ def test_stale_raw_data_stops_the_chain_before_masking_and_alerts(warehouse, cou
         "(at 2021-02-12T08:55:36+00:00)",  # the newest event of the course data
         "threshold: warn after 12 hour(s), error after 24 hour(s)",
         "ERROR check source_freshness on raw/orders",
-        "step source_freshness_gate: 2 blocking asset checks failed with ERROR severity",
+        "step raw_data_gate: 2 blocking asset checks failed with ERROR severity",
         f"/runs/{run.run_id}",
     ]:
         assert expected in alert["message"]

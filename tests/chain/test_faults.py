@@ -235,8 +235,8 @@ def test_a_run_that_does_not_stop_by_itself_is_cut_short(tmp_path):
 
 def test_sigterm_mid_build_stops_the_run_and_dbt_and_sigterm_between_jobs_starts_no_second_job(shop, start):
     run = start(_env(shop), "run")
-    run.wait_for("step greenery_models started")
-    dbt = _mid_dbt(run)  # building: the tests of the raw tables
+    run.wait_for("step raw_data_gate started")
+    dbt = _mid_dbt(run)  # the gate: the tests of the raw tables
 
     sent_at = run.send(signal.SIGTERM)
 
@@ -266,7 +266,7 @@ def test_sigterm_mid_build_stops_the_run_and_dbt_and_sigterm_between_jobs_starts
 
 def test_ctrl_c_at_a_step_boundary_starts_no_further_step(shop, start):
     run = start(_env(shop), "run")
-    run.wait_for("step greenery_models finished")
+    run.wait_for("step raw_data_gate finished")
 
     sent_at = run.send(signal.SIGINT)
 
@@ -278,7 +278,7 @@ def test_ctrl_c_at_a_step_boundary_starts_no_further_step(shop, start):
 
 def test_cli_runs_wait_for_each_other_and_a_killed_run_is_failed_alerted_and_ends_its_dbt(shop, alert_inbox, start):
     first = start(_env(shop), "run")
-    first.wait_for("step greenery_models started")
+    first.wait_for("step raw_data_gate started")
     holder = _runs_of(shop, first.pid)[guard.HOLDER_JOB].run_id
 
     refused = start(_env(shop), "run", "--wait", "0")
@@ -321,7 +321,7 @@ def test_under_the_daemon_runs_wait_for_a_cli_run_and_no_dead_process_blocks_the
                    capture_output=True)
     with _greenery_ui(env, tmp_path) as (dagster, ui):
         cli = start(env, "run")
-        cli.wait_for("step greenery_models started")
+        cli.wait_for("step raw_data_gate started")
 
         launched = dagster.launch("greenery_production")
         time.sleep(5)
