@@ -7,8 +7,9 @@ switching on the few macro overrides fakesnow needs (dbt_project/macros/fakesnow
 The database lives in files under DIR, so every dbt invocation, and this process between them,
 sees the same data. Nothing connects anywhere: fakesnow replaces snowflake.connector.connect.
 
-What fakesnow cannot run (masking policies, the clone and its grants) is checked as SQL, parsed
-with sqlglot's Snowflake dialect.
+What fakesnow cannot run (masking policies, the clone and its grants, the publish's schema swaps)
+is checked as SQL, parsed with sqlglot's Snowflake dialect; the masking statements the emulation
+skips are read from dbt's debug log, to see where each build runs them.
 """
 
 import json
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
@@ -29,10 +31,12 @@ import sqlglot
 from sqlglot import exp
 
 from greenery_orchestration.chain.clone import snowflake_clone_sql
+from greenery_orchestration.chain.masking import pii_columns
 from greenery_orchestration.rawdata.load_csv import load_csv_dir, replace_raw_tables
 from greenery_orchestration.rawdata.sample import sample_tables
 from greenery_orchestration.rawdata.schema import raw_columns
 from greenery_orchestration.settings import DBT_PROJECT_DIR, REPO_DIR
+from greenery_orchestration.snowflake_publish import snowflake_swap_sql
 from tests.slices import sliced_events
 
 COURSE_DATA = REPO_DIR.parent / "shared" / "greenery"
@@ -529,15 +533,16 @@ def test_masking_sql_attaches_a_policy_to_every_declared_pii_column_exactly_once
     assert len(attached) == len(EXPECTED_PII) and set(attached) == EXPECTED_PII  # one ALTER per column
 
     # ... and that is every column the dbt YAML declares PII, on sources and models alike.
-    manifest = built.manifest
-    declared = {
-        (node["schema"].upper(), (node.get("identifier") or node["alias"]).upper(), column["name"])
-        for node in [*manifest["sources"].values(), *manifest["nodes"].values()]
-        if node["resource_type"] in ("source", "model")
-        for column in node["columns"].values()
-        if (column.get("config", {}).get("meta") or column.get("meta") or {}).get("pii")
+    assert declared_pii(built.manifest) == {(s, r, c) for s, r, c, _, _ in attached}
+
+
+def declared_pii(manifest: dict) -> set[tuple[str, str, str]]:
+    """(SCHEMA, RELATION, column) of every source, model and snapshot column declared PII."""
+    return {
+        (*(part.upper() for part in relation.split(".")), column)
+        for relation, columns in pii_columns(manifest).items()
+        for column in columns
     }
-    assert declared == {(s, r, c) for s, r, c, _, _ in attached}
 
 
 def test_the_masking_step_runs_on_the_emulation(built, tmp_path):
@@ -553,6 +558,121 @@ def test_the_masking_step_runs_on_the_emulation(built, tmp_path):
     assert len(skipped) == 2 + len(EXPECTED_PII)
     assert "pepper" not in run.stdout + run.stderr  # the salt is never logged, not even at debug level
     assert ("GOVERNANCE",) in emulated.query("select schema_name from information_schema.schemata")
+
+
+SKIPPED = "Emulated Snowflake: fakesnow has no masking policies; skipped: "
+
+
+def skipped_alters(run: DbtRun) -> list[tuple[int, str | None, str]]:
+    """(position in dbt's log, node, statement) of each ALTER ... SET MASKING POLICY the emulation
+    skipped in `run`, which Snowflake would have run there."""
+    return [
+        (index, event["data"].get("node_info", {}).get("unique_id"), event["info"]["msg"].removeprefix(SKIPPED))
+        for index, event in enumerate(run.events)
+        if event["info"]["msg"].startswith(SKIPPED + "alter ")
+    ]
+
+
+def created_at(run: DbtRun, node: str, relation: exp.Table) -> int | None:
+    """Where in dbt's log `node` last ran CREATE OR REPLACE of `relation`."""
+    found = None
+    for index, event in enumerate(run.events):
+        if event["info"]["name"] == "SQLQuery" and event["data"].get("node_info", {}).get("unique_id") == node:
+            words = event["data"]["sql"].lower().split()
+            if words[:3] == ["create", "or", "replace"] and relation.sql("snowflake").lower() in words[:6]:
+                found = index
+    return found
+
+
+def test_every_build_attaches_the_policies_again_right_after_each_relation_is_built(built, tmp_path):
+    # On Snowflake a relation rebuilt by CREATE OR REPLACE has lost its policies, and the clones
+    # made after the build would carry clear PII. Two runs of the chain's dbt steps, from a
+    # database holding only the raw tables: the masking step, then the build.
+    assert built.build.returncode == 0, built.build.messages()
+    emulated = EmulatedSnowflake(tmp_path, built.emulated.target_path,
+                                 {"GREENERY_PII_READER_ROLE": READER_ROLE, "GREENERY_MASKING_SALT": SALT})
+    load_raw_tables(emulated, built.tables)
+    declared = declared_pii(built.manifest)
+    sources = {(schema, relation, column) for schema, relation, column in declared if schema == "RAW"}
+    built_nodes = {uid: node for uid, node in built.manifest["nodes"].items() if node["resource_type"] in ("model", "snapshot")}
+    assert all(  # the snapshot declares no PII today; it gets the hook all the same
+        [hook["sql"] for hook in node["config"]["post-hook"]] == ["{{ pii_masking_hook(this, model) }}"]
+        for node in built_nodes.values()
+    )
+    assert len(declared - sources) == 10
+
+    for number in (1, 2):
+        masking = emulated.dbt("run-operation", "apply_pii_masking", "--log-format", "json", "--debug")
+        assert masking.returncode == 0, f"run {number}:\n{masking.messages()}"
+        build = emulated.dbt("build", "--log-format", "json", "--debug")
+        assert build.returncode == 0, f"run {number}:\n{build.messages()}"
+        assert "pepper" not in build.stdout + build.stderr  # the salt, as in the masking step
+
+        attached = {"masking": [], "build": []}
+        for step, run in [("masking", masking), ("build", build)]:
+            for index, node, statement in skipped_alters(run):
+                _parse(statement)
+                match = ALTER.fullmatch(statement)
+                assert match and match["policy"].startswith(f"{DATABASE}.governance.pii_"), statement
+                relation = exp.to_table(match["relation"], dialect="snowflake")
+                attached[step].append((relation.db.upper(), relation.name.upper(), match["column"]))
+                if step == "build":
+                    # By the post-hook of the node that built the relation, after it built it.
+                    assert exp.to_table(built_nodes[node]["relation_name"], dialect="snowflake") == relation
+                    built_at = created_at(run, node, relation)
+                    assert built_at is not None and built_at < index, statement
+        # The build: each declared column of each model and snapshot, once. The masking step:
+        # the raw tables, and what an earlier build left.
+        assert sorted(attached["build"]) == sorted(declared - sources), f"run {number}"
+        assert set(attached["masking"]) == (sources if number == 1 else declared), f"run {number}"
+
+
+def test_the_clones_are_made_after_every_build_and_its_masking():
+    # The post-hooks run inside the models' step, so the clones must come after every model.
+    from greenery_orchestration.assets.dbt import PII_MASKING_KEY, greenery_models, greenery_snapshots
+    from greenery_orchestration.chain.docs import DBT_DOCS_KEY
+    from greenery_orchestration.definitions import defs
+    from greenery_orchestration.jobs import greenery_docs_and_clone, greenery_production
+    from greenery_orchestration.wap import PUBLISH_KEY
+
+    graph = defs().resolve_asset_graph()
+    clones = {dg.AssetKey(["environments", environment]) for environment in ("dev", "ci")}
+    for clone in clones:
+        assert graph.get(clone).parent_keys == {DBT_DOCS_KEY}
+    assert graph.get(DBT_DOCS_KEY).parent_keys == {PUBLISH_KEY}
+    assert graph.get(PUBLISH_KEY).parent_keys == {*greenery_models.keys, *greenery_snapshots.keys}
+    assert PII_MASKING_KEY in graph.get(dg.AssetKey(["snapshots", "orders_snapshot"])).parent_keys
+    # Two jobs: the clones' runs only after a production run succeeded (sensors.py).
+    production = greenery_production.selection.resolve(graph)
+    assert {*greenery_models.keys, *greenery_snapshots.keys, PII_MASKING_KEY, PUBLISH_KEY} <= production
+    assert greenery_docs_and_clone.selection.resolve(graph) == {DBT_DOCS_KEY, *clones}
+
+
+# --- the Snowflake publish (write-audit-publish) ------------------------------------------------
+
+
+def test_the_snowflake_publish_swaps_each_staged_schema_marts_last(dbt_manifest):
+    manifest = json.loads(dbt_manifest.read_text())
+    schemas = {node["schema"] for node in manifest["nodes"].values() if node["resource_type"] in ("model", "snapshot")}
+    statements = snowflake_swap_sql(DATABASE, schemas)
+    assert statements == [
+        "create schema if not exists GREENERY.intermediate",
+        "alter schema GREENERY.intermediate__staged swap with GREENERY.intermediate",
+        "create schema if not exists GREENERY.snapshots",
+        "alter schema GREENERY.snapshots__staged swap with GREENERY.snapshots",
+        "create schema if not exists GREENERY.staging",
+        "alter schema GREENERY.staging__staged swap with GREENERY.staging",
+        "create schema if not exists GREENERY.marts",
+        "alter schema GREENERY.marts__staged swap with GREENERY.marts",
+    ]
+    for create, swap in zip(statements[::2], statements[1::2], strict=True):
+        created = _parse(create)
+        assert isinstance(created, exp.Create) and created.kind == "SCHEMA" and created.args["exists"]
+        assert isinstance(_parse(swap), exp.Command)  # no sqlglot grammar for SWAP WITH: exact text above
+        staged, published = (exp.to_table(name, dialect="snowflake") for name in swap.split()[2::3])
+        assert (staged.db, published.db) == (DATABASE, DATABASE)
+        assert (created.this.catalog, created.this.db) == (DATABASE, published.name)
+        assert staged.name == published.name + "__staged"
 
 
 # --- the emulation itself ------------------------------------------------------------------------

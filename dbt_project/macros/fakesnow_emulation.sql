@@ -10,8 +10,8 @@
    real dbt-snowflake implementation returns (`dbt.<name>` reaches the adapter's own macro, which
    a same-named macro of this project shadows), so on real Snowflake this file changes no SQL.
    The overrides: temporary tables (+ post_snapshot) and views, the snapshot MERGE and the
-   incremental one, explicit transactions, masking-policy statements. Each says below what
-   fakesnow cannot do without it. #}
+   incremental one, explicit transactions, masking-policy statements (queries and hooks). Each
+   says below what fakesnow cannot do without it. #}
 
 {% macro greenery_snowflake_emulated() -%}
     {{ return(env_var('GREENERY_SNOWFLAKE_EMULATED', 'false') | lower == 'true') }}
@@ -127,16 +127,42 @@
 
 
 {# Masking policies. fakesnow (DuckDB) has none: `create masking policy` and `alter ... set
-   masking policy` are syntax errors there, so `dbt run-operation apply_pii_masking`, a step of
-   the production chain, would fail on the emulation. Emulated, those statements are skipped,
-   with a line in dbt's debug log (never the statement: the policy body holds the masking salt);
-   every other query runs as usual. The SQL the masking macro renders is checked on its own, by
-   parsing it as Snowflake SQL (tests/test_snowflake.py). #}
+   masking policy` are syntax errors there, so `dbt run-operation apply_pii_masking` (through
+   run_query), a step of the production chain, and the post-hook that attaches the policies again
+   after each model is built (through run_hooks) would fail on the emulation. Emulated, those
+   statements are skipped, each with a line in dbt's debug log that holds the statement up to a
+   policy's body (the body holds the masking salt); every other query and hook runs as usual. The
+   SQL the masking macros render is checked on its own, by parsing it as Snowflake SQL
+   (tests/test_snowflake.py). #}
 {% macro run_query(sql) -%}
-    {%- if greenery_snowflake_emulated() and 'masking policy' in (sql | lower) -%}
-        {%- do log("Emulated Snowflake: fakesnow has no masking policies; skipped: "
-            ~ (sql | trim).split(" ")[:7] | join(' ') ~ " ...", info=false) -%}
+    {%- if greenery_skipped_masking(sql) -%}
         {{ return(none) }}
     {%- endif -%}
     {{ return(dbt.run_query(sql)) }}
+{%- endmacro %}
+
+{% macro run_hooks(hooks, inside_transaction=True) -%}
+    {%- if greenery_snowflake_emulated() -%}
+        {%- set kept = [] -%}
+        {%- for hook in hooks -%}
+            {%- set masking = hook.get('transaction') == inside_transaction
+                and greenery_skipped_masking(render(hook.get('sql'))) -%}
+            {%- if not masking -%}
+                {%- do kept.append(hook) -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- set hooks = kept -%}
+    {%- endif -%}
+    {{ return(dbt.run_hooks(hooks, inside_transaction)) }}
+{%- endmacro %}
+
+{% macro greenery_skipped_masking(sql) -%}
+    {#- Whether `sql` (one statement or several) is masking SQL the emulation skips; logs it if so. -#}
+    {%- if not (greenery_snowflake_emulated() and 'masking policy' in (sql | lower)) -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- for statement in sql.split('->')[0].split(';') if statement | trim -%}
+        {%- do log("Emulated Snowflake: fakesnow has no masking policies; skipped: " ~ (statement | trim), info=false) -%}
+    {%- endfor -%}
+    {{ return(true) }}
 {%- endmacro %}

@@ -24,7 +24,8 @@ PUBLISHED = [*greenery_snapshots.keys, *greenery_models.keys]
 def publish(context: dg.AssetExecutionContext, warehouse: dg.ConfigurableResource) -> dg.MaterializeResult:
     built = dbt_relations(_materialized_in_this_run(context))
     if not staged():
-        # Snowflake builds in place for now; its publish is a schema swap to come.
+        # Snowflake builds in place for now; its staged build will publish by schema swaps
+        # (snowflake_publish.snowflake_swap_sql).
         return dg.MaterializeResult(metadata={"relations": len(built), "staged": False})
     with warehouse.get_connection() as connection:
         counts = wap.publish(connection, built.values(), context.run.run_id, dbt_code_version())
