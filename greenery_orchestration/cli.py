@@ -50,6 +50,7 @@ class WarehouseInUse(Exception):
 def load_csv(args) -> int:
     from greenery_orchestration.rawdata.load_csv import (  # noqa: PLC0415
         RawDataError,
+        check_folder,
         is_write_failure,
         load_csv_dir,
         write_failure,
@@ -58,6 +59,7 @@ def load_csv(args) -> int:
     path = duckdb_path()
     print(f"Loading {args.folder} into {path} (schema raw)...")
     try:
+        check_folder(Path(args.folder))  # a typo creates no warehouse and takes no turn
         with _raw_load_turn(), duckdb.connect(str(_prod_path())) as connection:
             counts = load_csv_dir(connection, Path(args.folder))
     except RawDataError as error:
@@ -156,6 +158,8 @@ def run(args) -> int:
 
     try:
         with stoppable() as stopper:
+            if not duckdb_path().exists():
+                _require_warehouse()  # nothing to run on: say so without queueing for a turn
             ensure_dagster_home()
             # Another run may be writing the warehouse: look at it, parse and read it only in our turn.
             with warehouse_turn(args.wait, stopper) as turn:

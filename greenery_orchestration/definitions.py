@@ -2,12 +2,8 @@
 
 import dagster as dg
 
-from greenery_orchestration.assets.dbt import greenery_models, greenery_snapshots
-from greenery_orchestration.assets.sources import raw_data_gate, raw_source_specs
-from greenery_orchestration.chain.clone import environment_clones
-from greenery_orchestration.chain.docs import dbt_docs
-from greenery_orchestration.chain.masking import pii_masking
-from greenery_orchestration.chain.publish import publish
+from greenery_orchestration.assets.sources import raw_data_gate
+from greenery_orchestration.chain.stages import ASSETS
 from greenery_orchestration.jobs import greenery_docs_and_clone, greenery_production
 from greenery_orchestration.progress import progress_logger
 from greenery_orchestration.project import dbt_resource
@@ -25,15 +21,7 @@ from greenery_orchestration.warehouse import warehouse_resource
 def defs() -> dg.Definitions:
     # Built when the code location loads, so resources and schedule follow its environment.
     return dg.Definitions(
-        assets=[
-            *raw_source_specs(),
-            pii_masking,
-            greenery_snapshots,
-            greenery_models,
-            publish,
-            dbt_docs,
-            environment_clones,
-        ],
+        assets=ASSETS,
         asset_checks=[raw_data_gate()],
         jobs=[greenery_production, greenery_docs_and_clone],
         schedules=[production_schedule()],

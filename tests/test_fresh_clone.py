@@ -109,6 +109,8 @@ def test_a_command_that_needs_an_earlier_one_says_which_in_one_line(fresh_clone,
 
     assert result.returncode == 2
     assert says in _one_line_error(result)
+    assert not list((fresh_clone / "warehouse").glob(".greenery-run.lock"))  # it queued for no turn
+    assert not (fresh_clone / ".dagster" / "history").exists()  # and recorded no run
 
 
 def test_load_csv_works_as_the_first_command(fresh_clone, course_data):

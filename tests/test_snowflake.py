@@ -629,7 +629,8 @@ def test_every_build_attaches_the_policies_again_right_after_each_relation_is_bu
 
 def test_the_clones_are_made_after_every_build_and_its_masking():
     # The post-hooks run inside the models' step, so the clones must come after every model.
-    from greenery_orchestration.assets.dbt import PII_MASKING_KEY, greenery_models, greenery_snapshots
+    from greenery_orchestration.assets.dbt import greenery_models, greenery_snapshots
+    from greenery_orchestration.chain.masking import PII_MASKING_KEY
     from greenery_orchestration.chain.docs import DBT_DOCS_KEY
     from greenery_orchestration.definitions import defs
     from greenery_orchestration.jobs import greenery_docs_and_clone, greenery_production

@@ -22,8 +22,6 @@ from greenery_orchestration.rawdata.load_log import newest_replacement_since
 from greenery_orchestration.warehouse import read_sql, target
 
 WAREHOUSE_POOL = "warehouse"
-PII_MASKING_KEY = dg.AssetKey(["governance", "pii_masking"])
-ORDERS_SNAPSHOT_KEY = dg.AssetKey(["snapshots", "orders_snapshot"])
 # The incremental model every other one follows: one row per raw event it has read.
 INCREMENTAL_EVENTS = "marts.fct_events"
 # A run tag, so a run launched from the UI or the CLI can ask for it.
@@ -34,7 +32,7 @@ FUNNEL_REPORTS = {FUNNEL_MARTS[by]: by for by in ("step", "product")}
 
 
 class GreeneryTranslator(DagsterDbtTranslator):
-    """Keys mirror the warehouse (`marts/fct_funnel`, `raw/events`); the chain's order is lineage."""
+    """Keys mirror the warehouse (`marts/fct_funnel`, `raw/events`); the chain's order is in chain/stages.py."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
@@ -43,12 +41,6 @@ class GreeneryTranslator(DagsterDbtTranslator):
 
     def get_asset_spec(self, manifest, unique_id, project) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
-        props = self.get_resource_props(manifest, unique_id)
-        # Whatever reads a raw table waits for the masking step; the models that do also wait
-        # for the snapshot, so a run masks, snapshots and then builds.
-        if any(parent.startswith("source.") for parent in props.get("depends_on", {}).get("nodes", [])):
-            extra = [PII_MASKING_KEY] if props["resource_type"] == "snapshot" else [PII_MASKING_KEY, ORDERS_SNAPSHOT_KEY]
-            spec = spec.merge_attributes(deps=extra)
         if spec.key.path[0] == "marts":
             spec = spec.replace_attributes(freshness_policy=MART_FRESHNESS)
         return spec

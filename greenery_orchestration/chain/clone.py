@@ -11,7 +11,6 @@ from dagster_duckdb import DuckDBResource
 
 from greenery_orchestration.assets.dbt import WAREHOUSE_POOL
 from greenery_orchestration.assets.sources import raw_manifest
-from greenery_orchestration.chain.docs import DBT_DOCS_KEY
 from greenery_orchestration.chain.masking import masking_salt, pii_columns
 from greenery_orchestration.settings import PROD, duckdb_memory_limit, duckdb_path, warehouse_dir
 from greenery_orchestration.wap import create_views
@@ -112,7 +111,6 @@ def snowflake_environment(environment: str) -> tuple[str, str]:
     specs=[
         dg.AssetSpec(
             ["environments", environment],
-            deps=[DBT_DOCS_KEY],
             group_name="environments",
             kinds={target()},
             owners=["team:data-platform"],

@@ -9,7 +9,6 @@ from dagster_dbt import DbtCliResource
 from greenery_orchestration.assets.dbt import WAREHOUSE_POOL
 from greenery_orchestration.dbt_errors import dbt_failure
 from greenery_orchestration.settings import docs_dir
-from greenery_orchestration.wap import PUBLISH_KEY
 
 DBT_DOCS_KEY = dg.AssetKey(["docs", "dbt_docs"])
 
@@ -33,7 +32,6 @@ def publish(generated: Path, site: Path) -> list[str]:
 
 @dg.asset(
     key=DBT_DOCS_KEY,
-    deps=[PUBLISH_KEY],  # the docs describe what readers see
     group_name="docs",
     kinds={"dbt"},
     owners=["team:analytics-engineering"],

@@ -8,9 +8,9 @@ import dagster as dg
 from greenery_orchestration import alerts, progress
 from greenery_orchestration.assets.dbt import FULL_REFRESH_TAG
 from greenery_orchestration.chain import guard
+from greenery_orchestration.chain.stages import JOB_NAMES
 from greenery_orchestration.definitions import defs
 
-CHAIN = ["greenery_production", "greenery_docs_and_clone"]
 
 
 def run_chain(
@@ -29,7 +29,7 @@ def run_chain(
     instance = turn.instance
     terminal = sys.stdout  # inside, stdout is dbt's echo, shown only with --verbose
     with progress.to_terminal(terminal, verbose):
-        for job_name in CHAIN:
+        for job_name in JOB_NAMES:
             run_config = {"loggers": {"progress": {}}}
             if job_name == "greenery_production":
                 run_config["ops"] = {"raw_data_gate": {"config": {"allow_stale": allow_stale}}}

@@ -24,15 +24,20 @@ _WRITE_FAILURES = {
 }
 
 
+def check_folder(folder: Path) -> None:
+    """Raise RawDataError unless `folder` is a folder (before the warehouse is even opened)."""
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise RawDataError(f"{folder}: the folder {problem}")
+
+
 def load_csv_dir(con: duckdb.DuckDBPyConnection, folder: Path, source: str | None = None) -> dict[str, int]:
     """Validate every CSV in `folder`, then replace all raw tables in one transaction.
 
     Returns the row count per table. Nothing is written unless every file is valid. The load is
     logged (see load_log) as `source`, by default 'load-csv <folder name>'.
     """
-    if not folder.is_dir():
-        problem = "is not a folder" if folder.exists() else "does not exist"
-        raise RawDataError(f"{folder}: the folder {problem}")
+    check_folder(folder)
     con.execute("set TimeZone = 'UTC'")
     for table, columns in raw_columns().items():
         _stage_csv(con, folder / f"{table}.csv", table, columns)

@@ -114,9 +114,14 @@ def test_the_chain_order_is_lineage_and_marts_carry_a_freshness_policy(asset_gra
     masking, snapshot = dg.AssetKey(["governance", "pii_masking"]), dg.AssetKey(["snapshots", "orders_snapshot"])
     assert {key.path[0] for key in asset_graph.get(masking).parent_keys} == {"raw"}
     assert masking in asset_graph.get(snapshot).parent_keys
-    assert {masking, snapshot, dg.AssetKey(["raw", "users"])} <= asset_graph.get(
-        dg.AssetKey(["staging", "stg_greenery__users"])
-    ).parent_keys
+    assert asset_graph.get(snapshot).parent_keys == {masking, dg.AssetKey(["raw", "orders"])}
+    # The build's first models follow the snapshot; the models after them follow those.
+    assert asset_graph.get(dg.AssetKey(["staging", "stg_greenery__users"])).parent_keys == {
+        snapshot, dg.AssetKey(["raw", "users"])
+    }
+    assert asset_graph.get(dg.AssetKey(["marts", "dim_users"])).parent_keys == {
+        dg.AssetKey(["staging", name]) for name in ("stg_greenery__addresses", "stg_greenery__orders", "stg_greenery__users")
+    }
     publish = dg.AssetKey(["governance", "publish"])
     assert {dg.AssetKey(["marts", "fct_funnel"]), snapshot} <= asset_graph.get(publish).parent_keys
     assert asset_graph.get(dg.AssetKey(["docs", "dbt_docs"])).parent_keys == {publish}
