@@ -32,7 +32,12 @@ FUNNEL_REPORTS = {FUNNEL_MARTS[by]: by for by in ("step", "product")}
 
 
 class GreeneryTranslator(DagsterDbtTranslator):
-    """Keys mirror the warehouse (`marts/fct_funnel`, `raw/events`); the chain's order is in chain/stages.py."""
+    """Keys mirror the warehouse (`marts/fct_funnel`, `raw/events`). The nodes that read only raw
+    tables also depend on `follows`, the stage before theirs (the order is chain/stages.py's)."""
+
+    def __init__(self, follows: Iterable[dg.AssetKey] = ()):
+        super().__init__()
+        self.follows = list(follows)
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
@@ -41,6 +46,9 @@ class GreeneryTranslator(DagsterDbtTranslator):
 
     def get_asset_spec(self, manifest, unique_id, project) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
+        parents = self.get_resource_props(manifest, unique_id).get("depends_on", {}).get("nodes", [])
+        if self.follows and parents and all(parent.startswith("source.") for parent in parents):
+            spec = spec.merge_attributes(deps=self.follows)
         if spec.key.path[0] == "marts":
             spec = spec.replace_attributes(freshness_policy=MART_FRESHNESS)
         return spec
@@ -51,7 +59,7 @@ class GreeneryTranslator(DagsterDbtTranslator):
         return check_spec._replace(blocking=True) if check_spec else None
 
 
-TRANSLATOR = GreeneryTranslator()
+PII_MASKING_KEY = dg.AssetKey(["governance", "pii_masking"])
 
 
 def tests_on_raw_tables(manifest: dict) -> dict[str, dict]:
@@ -73,7 +81,7 @@ _RAW_TESTS = tests_on_raw_tables(json.loads(greenery_project.manifest_path.read_
     manifest=greenery_project.manifest_path,
     project=greenery_project,
     select="resource_type:snapshot",
-    dagster_dbt_translator=TRANSLATOR,
+    dagster_dbt_translator=GreeneryTranslator(follows=[PII_MASKING_KEY]),
     name="snapshot_orders",
     pool=WAREHOUSE_POOL,
 )
@@ -90,7 +98,7 @@ def greenery_snapshots(
     manifest=greenery_project.manifest_path,
     project=greenery_project,
     exclude=" ".join(["resource_type:snapshot", *(node["name"] for node in _RAW_TESTS.values())]),
-    dagster_dbt_translator=TRANSLATOR,
+    dagster_dbt_translator=GreeneryTranslator(follows=greenery_snapshots.keys),
     name="build_models",
     pool=WAREHOUSE_POOL,
 )

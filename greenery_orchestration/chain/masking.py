@@ -7,11 +7,9 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from greenery_orchestration.assets.dbt import WAREHOUSE_POOL
+from greenery_orchestration.assets.dbt import PII_MASKING_KEY, WAREHOUSE_POOL
 from greenery_orchestration.assets.sources import raw_manifest
 from greenery_orchestration.dbt_errors import dbt_failure
-
-PII_MASKING_KEY = dg.AssetKey(["governance", "pii_masking"])
 
 
 def pii_columns(manifest: dict) -> dict[str, list[str]]:

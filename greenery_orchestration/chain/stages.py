@@ -40,13 +40,20 @@ def _after(asset: Asset, previous: set[dg.AssetKey], stage: set[dg.AssetKey]) ->
     if not previous:
         return asset
 
+    def first(spec: dg.AssetSpec) -> bool:
+        return not any(dep.asset_key in stage for dep in spec.deps)
+
     def depend(spec: dg.AssetSpec) -> dg.AssetSpec:
-        if any(dep.asset_key in stage for dep in spec.deps):
-            return spec  # not a first asset of its stage: it follows one that is
-        return spec.merge_attributes(deps=sorted(previous - {dep.asset_key for dep in spec.deps}, key=str))
+        return spec.merge_attributes(deps=sorted(previous, key=str)) if first(spec) else spec
 
     if isinstance(asset, dg.AssetSpec):
         return depend(asset)
+    specs = list(asset.specs)
+    if all(previous <= {dep.asset_key for dep in spec.deps} for spec in specs if first(spec)):
+        # dbt's assets get these deps from their translator, the way dagster-dbt offers
+        # (assets/dbt.py, `follows`): rebuilding their specs here would re-validate dagster-dbt's
+        # own metadata. A translator that disagrees with this list lands below and fails loudly.
+        return asset
     return dg.map_asset_specs(depend, [asset])[0]
 
 

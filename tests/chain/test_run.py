@@ -212,18 +212,20 @@ def _published(path) -> dict[str, tuple]:
 
 
 def test_a_run_that_fails_its_tests_publishes_nothing(warehouse, course_data, capsys, alert_inbox):
-    """The breakage the issue observed: an order item of an unknown product, a carrier the shop does
-    not use. Each fails one test; readers must see no part of that build, the snapshot included."""
+    """An order item of an unknown product fails a test of the build, while an order that shipped
+    gives the snapshot a new version: readers see no part of that build, the snapshot included."""
     assert main(["load-csv", str(course_data)]) == 0
     assert main(["run", "--allow-stale"]) == 0
     items = pd.read_csv(course_data / "order_items.csv")
     order = items.order_id.value_counts().index[0]  # an order with several products
     good = items[items.order_id == order]
+    orders = pd.read_csv(course_data / "orders.csv")
+    shipped = sorted(orders[orders.status == "preparing"].order_id)[0]
     before = _published(warehouse / "prod.duckdb")
     with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
         connection.execute("insert into raw.order_items values (?, 'no-such-product', 50)", [order])
-        connection.execute("update raw.orders set shipping_service = 'pigeon', status = 'shipped' "
-                           "where order_id = (select min(order_id) from raw.orders)")
+        connection.execute("update raw.orders set status = 'shipped', tracking_id = 'T-1', shipping_service = 'ups' "
+                           "where order_id = ?", [shipped])
     capsys.readouterr()
 
     assert main(["run", "--allow-stale"]) == 1
@@ -235,12 +237,18 @@ def test_a_run_that_fails_its_tests_publishes_nothing(warehouse, course_data, ca
         published = connection.execute(
             "select products_ordered, units_ordered from marts.fct_orders where order_id = ?", [order]
         ).fetchone()
-        # The failed build, kept for inspection: the model whose test failed (dbt built nothing after it).
+        # The failed build, kept for inspection: the model whose test failed (dbt built nothing after
+        # it), and the snapshot's new version.
         staged = connection.execute(
             "select count(*) from staging.stg_greenery__order_items__staged where product_id = 'no-such-product'"
         ).fetchone()
+        versions = [
+            connection.execute(f"select count(*) from snapshots.{name} where order_id = ?", [shipped]).fetchone()[0]
+            for name in ("orders_snapshot", "orders_snapshot__staged")
+        ]
     assert published == (len(good), good.quantity.sum())
     assert staged == (1,)
+    assert versions == [1, 2]
     built = _materialized_in_latest_run("greenery_production")
     assert "governance/publish" not in built
     shown = capsys.readouterr().out
