@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from greenery_orchestration.settings import docs_dir, duckdb_path, ensure_dagster_home, warehouse_dir
+from greenery_orchestration.settings import DEFAULT_WAIT_SECONDS, docs_dir, duckdb_path, ensure_dagster_home, warehouse_dir
 
 # There is no internet where this runs, and dbt would otherwise try to phone home.
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
@@ -342,7 +342,7 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--wait",
         type=float,
-        default=3600,
+        default=DEFAULT_WAIT_SECONDS,
         metavar="SECONDS",
         help="when another run is using the warehouse (another `greenery run`, or a run the daemon "
         "started), wait up to this long for it to end, saying which run it is (default 3600; 0 refuses "

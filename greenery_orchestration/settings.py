@@ -15,6 +15,8 @@ DBT_PROJECT_DIR = REPO_DIR / "dbt_project"
 SOURCES_YAML = DBT_PROJECT_DIR / "models" / "staging" / "greenery" / "_greenery__sources.yml"
 
 PROD = "prod"
+# How long `greenery run` waits for another run's turn on the warehouse by default (--wait).
+DEFAULT_WAIT_SECONDS = 3600
 
 
 def warehouse_dir() -> Path:

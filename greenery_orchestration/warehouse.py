@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # pandas loads when a frame is read, not with the definitions
 
 from greenery_orchestration.settings import PROD, duckdb_path, future_tolerance
 
+# The pool of every step that writes the warehouse: DuckDB allows one writer per file.
+WAREHOUSE_POOL = "warehouse"
 # Transient connection errors (a lock held for a moment, a dropped network) deserve a retry.
 WAREHOUSE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 

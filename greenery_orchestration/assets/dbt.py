@@ -19,9 +19,8 @@ from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS
 from greenery_orchestration.progress import NOTICE
 from greenery_orchestration.project import greenery_project
 from greenery_orchestration.rawdata.load_log import newest_replacement_since
-from greenery_orchestration.warehouse import read_sql, target
+from greenery_orchestration.warehouse import WAREHOUSE_POOL, read_sql, target
 
-WAREHOUSE_POOL = "warehouse"
 # The incremental model every other one follows: one row per raw event it has read.
 INCREMENTAL_EVENTS = "marts.fct_events"
 # A run tag, so a run launched from the UI or the CLI can ask for it.

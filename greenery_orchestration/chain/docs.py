@@ -6,9 +6,9 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from greenery_orchestration.assets.dbt import WAREHOUSE_POOL
 from greenery_orchestration.dbt_errors import dbt_failure
 from greenery_orchestration.settings import docs_dir
+from greenery_orchestration.warehouse import WAREHOUSE_POOL
 
 DBT_DOCS_KEY = dg.AssetKey(["docs", "dbt_docs"])
 

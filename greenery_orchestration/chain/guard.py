@@ -37,14 +37,12 @@ from pathlib import Path
 import dagster as dg
 
 from greenery_orchestration import alerts
-from greenery_orchestration.settings import warehouse_dir
+from greenery_orchestration.settings import DEFAULT_WAIT_SECONDS, warehouse_dir
+from greenery_orchestration.warehouse import WAREHOUSE_POOL
 
 HOLDER_JOB = "greenery_run"
-# The pool of every step that writes the warehouse (assets/dbt.py; importing it needs the manifest).
-WAREHOUSE_POOL = "warehouse"
 PROCESS_TAG = "greenery/process"
 PROCESS_ENV = "GREENERY_RUN_PROCESS"
-DEFAULT_WAIT_SECONDS = 3600
 # A run the daemon chose just before our placeholder existed is marked STARTING within its
 # dequeue pass; this long after the placeholder, none can still appear.
 SETTLE_SECONDS = 2.0

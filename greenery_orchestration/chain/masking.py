@@ -7,9 +7,10 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from greenery_orchestration.assets.dbt import PII_MASKING_KEY, WAREHOUSE_POOL
+from greenery_orchestration.assets.dbt import PII_MASKING_KEY
 from greenery_orchestration.assets.sources import raw_manifest
 from greenery_orchestration.dbt_errors import dbt_failure
+from greenery_orchestration.warehouse import WAREHOUSE_POOL
 
 
 def pii_columns(manifest: dict) -> dict[str, list[str]]:

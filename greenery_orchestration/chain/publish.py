@@ -3,9 +3,9 @@
 import dagster as dg
 
 from greenery_orchestration import wap
-from greenery_orchestration.assets.dbt import WAREHOUSE_POOL, dbt_relations, greenery_models, greenery_snapshots, staged
+from greenery_orchestration.assets.dbt import dbt_relations, greenery_models, greenery_snapshots, staged
 from greenery_orchestration.project import dbt_code_version
-from greenery_orchestration.warehouse import target
+from greenery_orchestration.warehouse import WAREHOUSE_POOL, target
 
 PUBLISHED = [*greenery_snapshots.keys, *greenery_models.keys]
 

@@ -188,10 +188,18 @@ def _assert_stopped(run: Greenery, signum: int, sent_at: float) -> None:
     assert not [line for line in run.lines_after(sent_at) if " finished in " in line], run.text()
 
 
-def test_the_warehouse_pool_is_the_one_the_writing_steps_use():
-    from greenery_orchestration.assets.dbt import WAREHOUSE_POOL
+def test_every_step_of_the_chain_is_in_the_pool_the_guard_holds():
+    from greenery_orchestration.chain.stages import JOB_NAMES
+    from greenery_orchestration.definitions import defs
 
-    assert guard.WAREHOUSE_POOL == WAREHOUSE_POOL
+    definitions = defs()
+    pools = {
+        node.name: node.definition.pool
+        for name in JOB_NAMES
+        for node in definitions.resolve_job_def(name).graph.nodes
+    }
+    assert len(pools) == 7
+    assert set(pools.values()) == {guard.WAREHOUSE_POOL}, pools
 
 
 def test_run_monitoring_is_on_and_asks_only_what_the_default_launcher_can_do(tmp_path):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-import pytest
 
 from greenery_orchestration.cli import main
 from greenery_orchestration.rawdata.load_csv import replace_raw_tables
