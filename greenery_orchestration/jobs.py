@@ -12,10 +12,9 @@ DESCRIPTIONS = {
 
 
 def _job(name: str, stages: list):
-    assets = [asset for stage in stages for asset in stage]
-    executable = [asset for asset in assets if isinstance(asset, dg.AssetsDefinition)]
+    executable = [stage for stage in stages if isinstance(stage, dg.AssetsDefinition)]
     # A stage of raw tables is their checks: the gate.
-    raw = [asset.key for asset in assets if isinstance(asset, dg.AssetSpec)]
+    raw = [spec.key for stage in stages if isinstance(stage, list) for spec in stage]
     return dg.define_asset_job(
         name,
         selection=dg.AssetSelection.assets(*executable) | dg.AssetSelection.checks_for_assets(*raw),

@@ -106,23 +106,28 @@ def snowflake_environment(environment: str) -> tuple[str, str]:
     return database, os.environ.get(f"{prefix}_ROLE") or f"{environment}_ROLE".upper()
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            ["environments", environment],
-            group_name="environments",
-            kinds={target()},
-            owners=["team:data-platform"],
-            description=f"The {environment} environment: a copy of prod that only ever holds masked PII "
-            f"(on DuckDB `{environment}.duckdb`, on Snowflake a zero-copy clone with its masking policies).",
-        )
-        for environment in ENVIRONMENTS
-    ],
-    name="environments",
-    pool=WAREHOUSE_POOL,
-    retry_policy=WAREHOUSE_RETRY,
-)
-def environment_clones(context: dg.AssetExecutionContext, warehouse: dg.ConfigurableResource) -> Iterator:
+def environment_clones(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
+    """The clone step, after `deps`: the stage before it (chain/stages.py)."""
+    return dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                ["environments", environment],
+                deps=deps,
+                group_name="environments",
+                kinds={target()},
+                owners=["team:data-platform"],
+                description=f"The {environment} environment: a copy of prod that only ever holds masked PII "
+                f"(on DuckDB `{environment}.duckdb`, on Snowflake a zero-copy clone with its masking policies).",
+            )
+            for environment in ENVIRONMENTS
+        ],
+        name="environments",
+        pool=WAREHOUSE_POOL,
+        retry_policy=WAREHOUSE_RETRY,
+    )(_clone)
+
+
+def _clone(context: dg.AssetExecutionContext, warehouse: dg.ConfigurableResource) -> Iterator:
     if not isinstance(warehouse, DuckDBResource):
         for environment in ENVIRONMENTS:
             database, role = snowflake_environment(environment)

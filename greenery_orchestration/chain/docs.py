@@ -1,6 +1,7 @@
 """The dbt docs as a static site, published to a folder and served on 127.0.0.1."""
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -30,15 +31,20 @@ def publish(generated: Path, site: Path) -> list[str]:
     return sorted(path.name for path in site.iterdir())
 
 
-@dg.asset(
-    key=DBT_DOCS_KEY,
-    group_name="docs",
-    kinds={"dbt"},
-    owners=["team:analytics-engineering"],
-    pool=WAREHOUSE_POOL,
-    description="The dbt docs as one static page, published to GREENERY_DOCS_DIR (`greenery docs` serves it).",
-)
-def dbt_docs(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> dg.MaterializeResult:
+def dbt_docs(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
+    """The docs step, after `deps`: the stage before it (chain/stages.py)."""
+    return dg.asset(
+        key=DBT_DOCS_KEY,
+        deps=deps,
+        group_name="docs",
+        kinds={"dbt"},
+        owners=["team:analytics-engineering"],
+        pool=WAREHOUSE_POOL,
+        description="The dbt docs as one static page, published to GREENERY_DOCS_DIR (`greenery docs` serves it).",
+    )(_generate_docs)
+
+
+def _generate_docs(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> dg.MaterializeResult:
     invocation = dbt.cli(["docs", "generate", "--static"], raise_on_error=False).wait()
     if failure := dbt_failure(invocation):
         raise failure

@@ -2,6 +2,7 @@
 
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -40,16 +41,21 @@ def masking_salt(warehouse_dir: Path) -> str:
     return salt_file.read_text().strip()
 
 
-@dg.asset(
-    key=PII_MASKING_KEY,
-    group_name="governance",
-    kinds={"dbt"},
-    owners=["team:data-platform"],
-    pool=WAREHOUSE_POOL,
-    description="Masking policies on every PII column declared in the dbt YAML (Snowflake); "
-    "on DuckDB, prod keeps clear values and the environment clones are masked instead.",
-)
-def pii_masking(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> dg.MaterializeResult:
+def pii_masking(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
+    """The masking step, after `deps`: the stage before it (chain/stages.py)."""
+    return dg.asset(
+        key=PII_MASKING_KEY,
+        deps=deps,
+        group_name="governance",
+        kinds={"dbt"},
+        owners=["team:data-platform"],
+        pool=WAREHOUSE_POOL,
+        description="Masking policies on every PII column declared in the dbt YAML (Snowflake); "
+        "on DuckDB, prod keeps clear values and the environment clones are masked instead.",
+    )(_apply_masking)
+
+
+def _apply_masking(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> dg.MaterializeResult:
     invocation = dbt.cli(["run-operation", "apply_pii_masking"], raise_on_error=False).wait()
     if failure := dbt_failure(invocation):
         raise failure

@@ -1,27 +1,30 @@
 """The publish step: this run's audited build becomes what readers see, in one transaction."""
 
+from collections.abc import Sequence
+
 import dagster as dg
 
 from greenery_orchestration import wap
-from greenery_orchestration.assets.dbt import dbt_relations, greenery_models, greenery_snapshots, staged
+from greenery_orchestration.assets.dbt import dbt_relations, staged
 from greenery_orchestration.project import dbt_code_version
 from greenery_orchestration.warehouse import WAREHOUSE_POOL, target
 
-PUBLISHED = [*greenery_snapshots.keys, *greenery_models.keys]
+def publish(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
+    """The publish step, after `deps`: every model of the build (chain/stages.py), so that a failed
+    test anywhere holds the whole publish back."""
+    return dg.asset(
+        key=wap.PUBLISH_KEY,
+        deps=deps,
+        group_name="governance",
+        kinds={target()},
+        owners=["team:data-platform"],
+        pool=WAREHOUSE_POOL,
+        description="Write-audit-publish: the models and the snapshot this run built and tested become what "
+        "readers see, all at once, with a row in ops.publish_log (run, time, code version, row counts).",
+    )(_publish)
 
 
-@dg.asset(
-    key=wap.PUBLISH_KEY,
-    # After every model and the snapshot: a failed test anywhere holds the whole publish back.
-    deps=PUBLISHED,
-    group_name="governance",
-    kinds={target()},
-    owners=["team:data-platform"],
-    pool=WAREHOUSE_POOL,
-    description="Write-audit-publish: the models and the snapshot this run built and tested become what "
-    "readers see, all at once, with a row in ops.publish_log (run, time, code version, row counts).",
-)
-def publish(context: dg.AssetExecutionContext, warehouse: dg.ConfigurableResource) -> dg.MaterializeResult:
+def _publish(context: dg.AssetExecutionContext, warehouse: dg.ConfigurableResource) -> dg.MaterializeResult:
     built = dbt_relations(_materialized_in_this_run(context))
     if not staged():
         # Snowflake builds in place for now; its staged build will publish by schema swaps

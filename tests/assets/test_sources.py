@@ -44,3 +44,29 @@ def test_allow_stale_builds_and_alerts_a_warning(course_run):
     assert "WARN check source_freshness on raw/events" in alert["message"]
     assert (course_run.warehouse / "prod.duckdb").exists()
     assert (course_run.warehouse / "dev.duckdb").exists()
+
+
+def test_the_gate_refuses_a_truncated_warehouse_before_any_step_writes(course_run, tmp_path, monkeypatch):
+    """The daemon's path: no `greenery run` looked at the file first."""
+    import shutil
+
+    from greenery_orchestration.definitions import defs
+
+    folder = tmp_path / "warehouse"
+    folder.mkdir()
+    damaged = folder / "prod.duckdb"
+    shutil.copy(course_run.warehouse / "prod.duckdb", damaged)
+    with damaged.open("r+b") as handle:
+        handle.truncate(damaged.stat().st_size * 2 // 3)
+    before = damaged.read_bytes()
+    monkeypatch.setenv("GREENERY_WAREHOUSE_DIR", str(folder))
+
+    result = defs().resolve_job_def("greenery_production").execute_in_process(
+        instance=dg.DagsterInstance.get(), raise_on_error=False
+    )
+
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert failure.step_key == "raw_data_gate"
+    assert f"Failure: {damaged} is truncated (" in failure.step_failure_data.error.message
+    assert result.get_asset_materialization_events() == []
+    assert damaged.read_bytes() == before
