@@ -1,5 +1,5 @@
 """Benchmark of the greenery chain: generator, orchestration overhead, the floor, incremental
-builds, memory and start-up, at 1, 10 or 100 million events.
+builds, the publish step, the size of prod, memory and start-up, at 1, 10 or 100 million events.
 
     .venv/bin/python bench/run.py --events 1M            # default: 1M events, 3 repeats
     .venv/bin/python bench/run.py --events 1M,10M --repeat 1
@@ -217,7 +217,7 @@ def dagster_steps(home: Path, env: dict) -> dict:
 import json, dagster as dg
 out = {}
 with dg.DagsterInstance.get() as instance:
-    for run in instance.get_runs():
+    for run in reversed(instance.get_runs()):  # oldest first: the chain's order
         starts, steps, bounds = {}, {}, []
         for entry in instance.all_logs(run.run_id):
             event = entry.dagster_event
@@ -237,33 +237,88 @@ print(json.dumps(out))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+STAGED = ["--vars", "{staged: true}"]
+RAW_TESTS = "<every test on raw tables, by name>"  # filled in from the manifest, as assets/dbt.py does
+# The Dagster steps' dbt commands, in their order (assets/sources.py, chain/masking.py,
+# assets/dbt.py, chain/docs.py); "stage" and "publish" are wap's Python steps between them.
 BARE_DBT = [
-    ["source", "freshness"],
-    ["run-operation", "apply_pii_masking"],
-    ["build", "--select", "resource_type:snapshot"],
-    ["build", "--exclude", "resource_type:snapshot"],
-    ["docs", "generate", "--static"],
+    ("dbt source freshness", ["source", "freshness"]),
+    ("dbt test (raw tables)", ["test", "--select", "source:*", "--indirect-selection", "cautious"]),
+    ("dbt run-operation apply_pii_masking", ["run-operation", "apply_pii_masking"]),
+    ("stage the snapshot (wap.stage_snapshots)", "stage"),
+    ("dbt build snapshot, staged", ["build", "--select", "resource_type:snapshot", *STAGED]),
+    ("dbt build models, staged, without the raw tests",
+     ["build", *STAGED, "--exclude", "resource_type:snapshot", RAW_TESTS]),
+    ("publish (wap.publish)", "publish"),
+    ("dbt docs generate --static", ["docs", "generate", "--static"]),
 ]
+BARE_BUILD = "dbt build models, staged, without the raw tests"
+BARE_PUBLISH = "publish (wap.publish)"
+
+# Run in a fresh Python process on the warehouse's prod.duckdb, with the dbt manifest at hand:
+# the relations are every model and snapshot of the manifest, as dbt_relations gives them.
+WAP_STEP = """
+import json, sys, time
+from pathlib import Path
+import duckdb
+from greenery_orchestration import wap
+from greenery_orchestration.marts import STAGED
+what, prod, manifest = sys.argv[1], sys.argv[2], json.loads(Path(sys.argv[3]).read_text())
+relations = []
+for node in manifest["nodes"].values():
+    if node["resource_type"] in ("model", "snapshot"):
+        unique_key = node["config"].get("unique_key") or ()
+        unique_key = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key)
+        # A staged build's manifest names the staged relations (generate_alias_name.sql).
+        relations.append((node["resource_type"], wap.Relation(node["schema"], node["alias"].removesuffix(STAGED), unique_key)))
+started = time.perf_counter()
+with duckdb.connect(prod) as connection:
+    if what == "stage":
+        wap.stage_snapshots(connection, [r for kind, r in relations if kind == "snapshot"])
+    else:
+        wap.publish(connection, [r for _, r in relations], "bench-bare", "bench")
+print(json.dumps({"seconds": time.perf_counter() - started, "relations": len(relations)}))
+"""
+
+
+def raw_test_names(manifest_path: Path) -> list[str]:
+    """The dbt tests that read raw tables only (assets/dbt.py tests_on_raw_tables), by name."""
+    manifest = json.loads(manifest_path.read_text())
+    return sorted(
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "test"
+        and node["depends_on"]["nodes"]
+        and all(parent.startswith("source.") for parent in node["depends_on"]["nodes"])
+    )
 
 
 def bare_chain(warehouse: Path, env: dict) -> dict:
-    """The same dbt commands run bare in sequence, then the clones by calling clone_duckdb."""
+    """The Dagster steps' commands run bare in sequence: dbt, wap's stage and publish, then the
+    clones by calling clone_duckdb."""
     env = {**env, "GREENERY_WAREHOUSE_DIR": str(warehouse)}
     target, logs = warehouse / "dbt-target", warehouse / "dbt-logs"
-    steps, results = {}, {}
+    steps, results, inner = {}, {}, {}
     started = time.perf_counter()
     peak_tree = peak_process = 0
-    for args in BARE_DBT:
-        name = "dbt " + " ".join(args)
+    for name, args in BARE_DBT:
         log = warehouse / f"bare-{len(steps)}.log"
-        cmd = [str(BIN / "dbt"), *args, "--target-path", str(target), "--log-path", str(logs)]
-        result = check(run(cmd, env=env, cwd=DBT_DIR, log=log), name, log)
+        if isinstance(args, str):  # wap, in Python
+            code = [PYTHON, "-c", WAP_STEP, args, str(warehouse / "prod.duckdb"), str(target / "manifest.json")]
+            result = check(run(code, env=env, cwd=REPO, log=log), name, log)
+            inner[name] = json.loads(log.read_text().strip().splitlines()[-1])["seconds"]
+        else:
+            if RAW_TESTS in args:
+                i = args.index(RAW_TESTS)
+                args = [*args[:i], *raw_test_names(target / "manifest.json"), *args[i + 1:]]
+            cmd = [str(BIN / "dbt"), *args, "--target-path", str(target), "--log-path", str(logs)]
+            result = check(run(cmd, env=env, cwd=DBT_DIR, log=log), name, log)
+            results[name] = dbt_timings(target)
+            (target / "run_results.json").unlink(missing_ok=True)
+            (target / "sources.json").unlink(missing_ok=True)
         steps[name] = result["seconds"]
         peak_tree = max(peak_tree, result["peak_tree_rss_bytes"])
         peak_process = max(peak_process, result["peak_process_rss_bytes"])
-        results[name] = dbt_timings(target)
-        (target / "run_results.json").unlink(missing_ok=True)
-        (target / "sources.json").unlink(missing_ok=True)
     clone = f"""
 import json
 from pathlib import Path
@@ -281,6 +336,7 @@ clone_duckdb(w / "prod.duckdb", w / "dev.duckdb", pii, masking_salt(w), also_to=
         "seconds": time.perf_counter() - started,
         "steps": steps,
         "dbt_timings": results,
+        "wap_call_seconds": inner,  # the wap call alone, without starting Python and importing
         "peak_tree_rss_bytes": peak_tree,
         "peak_process_rss_bytes": peak_process,
     }
@@ -485,9 +541,15 @@ def bench_size(events: int, args, workdir: Path, save) -> dict:
         bare_wh = fresh_warehouse(raw, size_dir / "bare")
         r["bare"] = bare_chain(bare_wh, env)
         r["bare"]["bytes"] = warehouse_bytes(bare_wh)
+        save(rec)
+        print(f"{tag}   {r['bare']['seconds']:.1f} s; +1% events, bare chain again (incremental)...", flush=True)
+        r["bare_appended_events"] = append_one_percent(bare_wh / "prod.duckdb", events, args.seed)
+        drop_clones(bare_wh)
+        r["bare_incremental"] = bare_chain(bare_wh, env)
+        r["bare_incremental"]["bytes"] = warehouse_bytes(bare_wh)
         shutil.rmtree(bare_wh)
         save(rec)
-        print(f"{tag}   {r['bare']['seconds']:.1f} s; greenery run (Dagster)...", flush=True)
+        print(f"{tag}   {r['bare_incremental']['seconds']:.1f} s; greenery run (Dagster)...", flush=True)
         dag_wh = fresh_warehouse(raw, size_dir / "dagster")
         r["dagster"] = greenery_run(dag_wh, size_dir / "home-full", env)
         r["dagster"]["bytes"] = warehouse_bytes(dag_wh)
@@ -504,6 +566,7 @@ def bench_size(events: int, args, workdir: Path, save) -> dict:
         # clones there is room for the new ones at 100M. Cloning costs the same either way.
         drop_clones(dag_wh)
         r["incremental"] = greenery_run(dag_wh, size_dir / "home-incr", env)
+        r["incremental"]["bytes"] = warehouse_bytes(dag_wh)
         save(rec)
         print(f"{tag}   incremental {r['incremental']['seconds']:.1f} s; full refresh...", flush=True)
         drop_clones(dag_wh)
@@ -516,7 +579,16 @@ def bench_size(events: int, args, workdir: Path, save) -> dict:
 
 
 def warehouse_bytes(folder: Path) -> dict:
-    return {path.name: path.stat().st_size for path in sorted(folder.glob("*.duckdb"))}
+    """Size of each DuckDB file, and of the blocks prod uses (DuckDB keeps freed blocks in the file)."""
+    sizes = {path.name: path.stat().st_size for path in sorted(folder.glob("*.duckdb"))}
+    code = (
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+        "print(c.execute('select block_size * used_blocks from pragma_database_size()').fetchone()[0])"
+    )
+    out = subprocess.run([PYTHON, "-c", code, str(folder / "prod.duckdb")], capture_output=True, text=True)
+    if out.returncode == 0:
+        sizes["prod_used_blocks"] = int(out.stdout.strip().splitlines()[-1])
+    return sizes
 
 
 def drop_clones(folder: Path) -> None:
@@ -524,17 +596,19 @@ def drop_clones(folder: Path) -> None:
         (folder / f"{environment}.duckdb").unlink(missing_ok=True)
 
 
-def _step(run_rec: dict, job: str, contains: str):
-    steps = run_rec["steps"].get(job, {}).get("steps", {})
-    return sum(v for k, v in steps.items() if contains in k) or None
+# Dagster's step keys (assets/sources.py, assets/dbt.py, chain/publish.py).
+GATE_STEP = "raw_data_gate"  # the warehouse file, dbt source freshness, the dbt tests on raw tables
+BUILD_STEP = "build_models"  # dbt build of every model, staged, with its tests (not the raw tables')
+PUBLISH_STEP = "governance__publish"  # wap.publish
+
+
+def _dagster_step(run_rec: dict, key: str):
+    return run_rec["steps"].get("greenery_production", {}).get("steps", {}).get(key)
 
 
 def _models_step(run_rec: dict):
-    """The `dbt build` of every model: the last `greenery_models*` step of greenery_production
-    (the first one, `greenery_models`, runs only the dbt tests on the raw sources)."""
-    steps = run_rec["steps"].get("greenery_production", {}).get("steps", {})
-    keys = sorted(k for k in steps if k.startswith("greenery_models"))
-    return steps[keys[-1]] if keys else None
+    """The `dbt build` of every model: the `build_models` step of greenery_production."""
+    return _dagster_step(run_rec, BUILD_STEP)
 
 
 def _outside_steps(run_rec: dict):
@@ -547,9 +621,18 @@ def _outside_steps(run_rec: dict):
 def _step_seconds(run_rec: dict, phase: str) -> dict:
     """{step: seconds} of one phase: the bare chain's commands, or every step of the Dagster jobs."""
     steps = run_rec[phase]["steps"]
-    if phase == "bare":
+    if phase.startswith("bare"):
         return steps
     return {key: seconds for job in steps.values() for key, seconds in job["steps"].items()}
+
+
+# Per-step medians, of the first run and of the incremental run (+1% events), through Dagster and bare.
+PROFILE_PHASES = (
+    ("dagster", "dagster_step_"),
+    ("bare", "bare_step_"),
+    ("incremental", "incremental_dagster_step_"),
+    ("bare_incremental", "incremental_bare_step_"),
+)
 
 
 def summarize(rec: dict) -> dict:
@@ -575,15 +658,23 @@ def summarize(rec: dict) -> dict:
     m["bare_chain_seconds"] = med(lambda r: r["bare"]["seconds"])
     m["orchestration_overhead"] = med(lambda r: r["dagster"]["seconds"] / r["bare"]["seconds"])
     m["dagster_build_step_seconds"] = med(lambda r: _models_step(r["dagster"]))
-    m["dagster_source_tests_step_seconds"] = med(
-        lambda r: _step(r["dagster"], "greenery_production", "greenery_models") - _models_step(r["dagster"])
-    )
+    m["dagster_gate_step_seconds"] = med(lambda r: _dagster_step(r["dagster"], GATE_STEP))
+    m["publish_full_dagster_seconds"] = med(lambda r: _dagster_step(r["dagster"], PUBLISH_STEP))
+    m["publish_incremental_dagster_seconds"] = med(lambda r: _dagster_step(r["incremental"], PUBLISH_STEP))
+    m["publish_full_refresh_dagster_seconds"] = med(lambda r: _dagster_step(r["full_refresh"], PUBLISH_STEP))
+    m["publish_full_bare_seconds"] = med(lambda r: r["bare"]["steps"][BARE_PUBLISH])
+    m["publish_incremental_bare_seconds"] = med(lambda r: r["bare_incremental"]["steps"][BARE_PUBLISH])
+    m["publish_full_wap_call_seconds"] = med(lambda r: r["bare"]["wap_call_seconds"][BARE_PUBLISH])
+    m["publish_incremental_wap_call_seconds"] = med(lambda r: r["bare_incremental"]["wap_call_seconds"][BARE_PUBLISH])
+    m["bare_incremental_chain_seconds"] = med(lambda r: r["bare_incremental"]["seconds"])
+    m["incremental_orchestration_overhead"] = med(lambda r: r["incremental"]["seconds"] / r["bare_incremental"]["seconds"])
     m["dagster_outside_steps_seconds"] = med(lambda r: _outside_steps(r["dagster"]))
-    for phase, prefix in (("dagster", "dagster_step_"), ("bare", "bare_step_")):
+    m["incremental_outside_steps_seconds"] = med(lambda r: _outside_steps(r["incremental"]))
+    for phase, prefix in PROFILE_PHASES:
         keys = list(dict.fromkeys(key for r in reps if phase in r for key in _step_seconds(r, phase)))
         for key in keys:
             m[f"{prefix}{key}_seconds"] = med(lambda r, phase=phase, key=key: _step_seconds(r, phase)[key])
-    m["bare_dbt_build_seconds"] = med(lambda r: r["bare"]["steps"]["dbt build --exclude resource_type:snapshot"])
+    m["bare_dbt_build_seconds"] = med(lambda r: r["bare"]["steps"][BARE_BUILD])
     m["floor_seconds"] = med(lambda r: r["floor"]["seconds"])
     m["marts_vs_floor"] = med(lambda r: _models_step(r["dagster"]) / r["floor"]["seconds"])
     compared = [v["equal"] for r in reps for k, v in r.get("compare", {}).items() if k != "funnel"]
@@ -604,6 +695,12 @@ def summarize(rec: dict) -> dict:
     sized = [r["dagster"]["bytes"] for r in reps if "bytes" in r.get("dagster", {})]
     m["warehouse_gib"] = (
         " / ".join(f"{sized[-1].get(f'{name}.duckdb', 0) / GIB:.2f}" for name in ("prod", "dev", "ci")) if sized else None
+    )
+    for phase in ("dagster", "incremental", "full_refresh", "bare", "bare_incremental"):
+        m[f"prod_gib_after_{phase}"] = med(lambda r, phase=phase: r[phase]["bytes"]["prod.duckdb"] / GIB)
+        m[f"prod_used_gib_after_{phase}"] = med(lambda r, phase=phase: r[phase]["bytes"]["prod_used_blocks"] / GIB)
+    m["prod_after_incremental_vs_first"] = med(
+        lambda r: r["incremental"]["bytes"]["prod.duckdb"] / r["dagster"]["bytes"]["prod.duckdb"]
     )
     rec["medians"] = m
     return rec
@@ -626,7 +723,9 @@ def table(results: dict) -> str:
     def row(name, target, fmt, key, target_key=None):
         cells = []
         for size in sizes:
-            value = results["sizes"][size]["medians"].get(key)
+            medians = results["sizes"][size]["medians"]
+            value = tuple(medians.get(k) for k in key) if isinstance(key, tuple) else medians.get(key)
+            value = None if isinstance(value, tuple) and None in value else value
             cell = fmt(value) if value is not None else "n/a"
             if target_key:
                 cell += f" ({verdict(value, TARGETS[target_key])})"
@@ -639,18 +738,31 @@ def table(results: dict) -> str:
     def ratio(v):
         return f"{v:.2f}x"
 
+    def publish(v):
+        return f"Dagster step {v[0]:.1f} s; bare {v[1]:.1f} s (the wap.publish call {v[2]:.1f} s)"
+
+    def pair_gib(v):
+        return f"{v[0]:.2f} / {v[1]:.2f} GiB"
+
     row("events generated", "", lambda v: f"{v:,}", "events_for_table")
     row("generator (events/s)", "", lambda v: f"{v:,.0f}", "generator_events_per_second")
     row("raw tables (DuckDB file)", "", lambda v: f"{v:.2f} GiB", "raw_gib")
     row("prod / dev / ci files after a run (GiB)", "", str, "warehouse_gib")
     row("chain through Dagster (`greenery run`)", "", sec, "dagster_chain_seconds")
-    row("same dbt commands + clones, bare", "", sec, "bare_chain_seconds")
+    row("same commands + clones, bare", "", sec, "bare_chain_seconds")
     row("orchestration overhead", "≤ 1.15x", ratio, "orchestration_overhead", "orchestration_overhead")
     row("models step through Dagster (dbt build)", "", sec, "dagster_build_step_seconds")
+    row("publish (full build)", "", publish,
+        ("publish_full_dagster_seconds", "publish_full_bare_seconds", "publish_full_wap_call_seconds"))
+    row("publish (incremental, +1%)", "", publish,
+        ("publish_incremental_dagster_seconds", "publish_incremental_bare_seconds", "publish_incremental_wap_call_seconds"))
     row("floor: one DuckDB SQL script", "", sec, "floor_seconds")
     row("marts vs floor", "≤ 1.5x", ratio, "marts_vs_floor", "marts_vs_floor")
     row("floor gives the same funnel rows", "", lambda v: "yes" if v else "NO", "floor_same_numbers")
+    row("prod file after the first run / after +1% incremental", "", pair_gib,
+        ("prod_gib_after_dagster", "prod_gib_after_incremental"))
     row("+1% events, incremental `greenery run`", "", sec, "incremental_chain_seconds")
+    row("+1% events, same commands bare", "", sec, "bare_incremental_chain_seconds")
     row("same data, `greenery run --full-refresh`", "", sec, "full_refresh_chain_seconds")
     row("incremental vs full refresh (whole chain)", "≤ 0.1x", ratio, "incremental_vs_full", "incremental_vs_full")
     row("incremental vs full refresh (models step only)", "≤ 0.1x", ratio, "incremental_vs_full_build_step",
@@ -664,19 +776,24 @@ def table(results: dict) -> str:
 
 
 def profile_table(results: dict) -> str:
-    """Where the time of the chain goes, per step, Dagster against bare (medians, seconds)."""
+    """Where the time of the chain goes, per step, Dagster against bare (medians, seconds), in the
+    first run and in the incremental run (+1% events)."""
     sizes = list(results["sizes"])
-    keys = []
+    rows = {"dagster_outside_steps": ("dagster_outside_steps_seconds", "incremental_outside_steps_seconds")}
     for size in sizes:
         for key in results["sizes"][size]["medians"]:
-            if (key.startswith(("dagster_step_", "bare_step_")) or key == "dagster_outside_steps_seconds") and key not in keys:
-                keys.append(key)
-    lines = ["| step (median seconds) | " + " | ".join(sizes) + " |", "|---" * (1 + len(sizes)) + "|"]
-    for key in keys:
-        name = key.removesuffix("_seconds")
+            for prefix in ("dagster_step_", "bare_step_"):
+                if key.startswith(prefix):
+                    rows.setdefault(key.removesuffix("_seconds"), (key, "incremental_" + key))
+    head = " | ".join(f"{size} first run | {size} +1% incremental" for size in sizes)
+    lines = [f"| step (median seconds) | {head} |", "|---" * (1 + 2 * len(sizes)) + "|"]
+    for name, keys in rows.items():
         name = name.replace("dagster_step_", "Dagster step ").replace("bare_step_", "bare: ")
         name = name.replace("dagster_outside_steps", "`greenery run` outside steps (imports, dbt parse, definitions)")
-        cells = [f"{results['sizes'][size]['medians'].get(key, 0) or 0:.1f}" for size in sizes]
+        cells = []
+        for size in sizes:
+            medians = results["sizes"][size]["medians"]
+            cells += [f"{medians[key]:.1f}" if medians.get(key) is not None else "n/a" for key in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
