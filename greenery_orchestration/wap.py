@@ -5,9 +5,9 @@ readers use (dbt_project/macros/generate_alias_name.sql); an incremental model s
 rows, as `<name>__delta`, with `<name>__staged` a view of the table as it will be
 (macros/materializations/incremental.sql). Every blocking test runs on the staged relations.
 Publishing is one DuckDB transaction: staged tables are renamed over the published ones (no
-copy), deltas are merged in (cost: the new rows), views are recreated on the published names,
-and a row goes to the publish log. A failed run publishes nothing and leaves its staged
-relations for inspection until the next run rebuilds them.
+copy), deltas are merged in by key (a scan of the published keys, and the new rows), views are
+recreated on the published names, and a row goes to the publish log. A failed run publishes
+nothing and leaves its staged relations for inspection until the next run rebuilds them.
 """
 
 import json
