@@ -5,16 +5,17 @@ from collections.abc import Sequence
 import dagster as dg
 
 from greenery_orchestration import wap
-from greenery_orchestration.assets.dbt import dbt_relations, staged
+from greenery_orchestration.assets.dbt import dbt_relations, greenery_snapshots, staged
 from greenery_orchestration.project import dbt_code_version
 from greenery_orchestration.warehouse import WAREHOUSE_POOL, target
 
 def publish(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
     """The publish step, after `deps`: every model of the build (chain/stages.py), so that a failed
-    test anywhere holds the whole publish back."""
+    test anywhere holds the whole publish back; and after the snapshot, which it publishes too
+    (a run of the snapshot alone must not publish before the snapshot is built)."""
     return dg.asset(
         key=wap.PUBLISH_KEY,
-        deps=deps,
+        deps=sorted({*deps, *greenery_snapshots.keys}, key=str),
         group_name="governance",
         kinds={target()},
         owners=["team:data-platform"],
