@@ -14,8 +14,7 @@ import dagster as dg
 from greenery_orchestration import wap
 from greenery_orchestration.dbt_errors import first_line
 from greenery_orchestration.marts import STAGED
-from greenery_orchestration.settings import duckdb_path
-from greenery_orchestration.warehouse import target
+from greenery_orchestration.settings import duckdb_path, target
 
 logger = logging.getLogger(__name__)
 

@@ -1,38 +1,117 @@
 """The dbt project as Dagster sees it, and the dbt CLI resource that runs it."""
 
+import fcntl
 import hashlib
 import os
 import re
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 
-from greenery_orchestration.settings import DBT_PROJECT_DIR, warehouse_dir
+from greenery_orchestration.settings import DBT_PROJECT_DIR, target, warehouse_dir
 
 greenery_project = DbtProject(
     project_dir=DBT_PROJECT_DIR,
-    target=os.environ.get("GREENERY_TARGET", "duckdb"),
+    target=target(),
 )
 # Under `dagster dev` the manifest is re-parsed on load; everywhere else it is prepared once
 # (`greenery prepare`, the image build) and only read here.
 greenery_project.prepare_if_dev()
 
 
+# A staged build (write-audit-publish, wap.py) gives its relations other names, which dbt decides
+# while parsing: its parse is another than that of every other invocation.
+STAGED_VARS = ("--vars", "{staged: true}")
+# dbt's partial parses, one per fingerprint of what a parse reads (the project, the variables it
+# reads, the connection, the vars), so that each is made once: dbt parses the whole project again
+# in an invocation whose vars or connection differ from those of the parse it was handed.
+PARSES = "parses"
+
+
+def staged() -> bool:
+    """Whether builds are staged for write-audit-publish: on DuckDB (wap.py)."""
+    return target() == "duckdb"
+
+
 class GreeneryDbtCliResource(DbtCliResource):
-    """dbt as Dagster runs it, with the warehouse folder pinned to an absolute path.
+    """dbt as Dagster runs it, with the warehouse folder pinned to an absolute path, and every
+    invocation handed the partial parse of its own settings.
 
     dbt runs inside the project folder, so a relative GREENERY_WAREHOUSE_DIR would point at a
     different warehouse than the one Python code reads.
     """
 
-    def cli(self, args: Sequence[str], **kwargs):
+    def cli(self, args: Sequence[str], *, target_path: Path | None = None, context=None, **kwargs):
         _pin_warehouse_dir()
-        prune_invocation_folders(greenery_project.manifest_path.parent)
-        return super().cli(args, **kwargs)
+        target = greenery_project.manifest_path.parent
+        prune_invocation_folders(target)
+        if target_path is None and list(args[:1]) != ["parse"]:
+            variables = STAGED_VARS if _is_staged(args) else ()
+            parse = _cached_parse(variables) or self._parse(variables)
+            # dagster-dbt copies the target folder's parse only into a folder that has none.
+            target_path = target / _invocation_name(context)
+            target_path.mkdir(parents=True)
+            shutil.copy(parse, target_path / "partial_parse.msgpack")
+        return super().cli(args, target_path=target_path, context=context, **kwargs)
+
+    def _parse(self, variables: Sequence[str]) -> Path:
+        target = greenery_project.manifest_path.parent
+        with _parse_lock():
+            if cached := _cached_parse(variables):  # another process parsed meanwhile
+                return cached
+            scratch = target / f".parse-{uuid.uuid4().hex[:7]}"
+            self.cli(["parse", "--quiet", *variables], target_path=scratch).wait()
+            parse = _keep_parse(scratch / "partial_parse.msgpack", variables)
+            shutil.rmtree(scratch, ignore_errors=True)
+            return parse
+
+
+def _cached_parse(variables: Sequence[str]) -> Path | None:
+    path = _parse_path(variables)
+    if path.exists():
+        path.touch()  # in use: not pruned
+        return path
+    return None
+
+
+def _parse_path(variables: Sequence[str]) -> Path:
+    digest = parse_fingerprint(Path(greenery_project.project_dir), variables)[:16]
+    return greenery_project.manifest_path.parent / PARSES / f"{digest}.msgpack"
+
+
+def _keep_parse(parsed: Path, variables: Sequence[str]) -> Path:
+    path = _parse_path(variables)
+    path.parent.mkdir(exist_ok=True)
+    scratch = path.with_name(f".{uuid.uuid4().hex[:7]}")
+    shutil.copy(parsed, scratch)
+    os.replace(scratch, path)  # whole or not at all, for a process reading it meanwhile
+    return path
+
+
+@contextmanager
+def _parse_lock():
+    """One parse at a time: a code location, a CLI run and the daemon's runs may start together."""
+    target = greenery_project.manifest_path.parent
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _is_staged(args: Sequence[str]) -> bool:
+    return any(tuple(args[i : i + 2]) == STAGED_VARS for i in range(len(args) - 1))
+
+
+def _invocation_name(context) -> str:
+    # As dagster-dbt names its invocation folders: the step and the run, when there is one.
+    unique = uuid.uuid4().hex[:7]
+    return f"{context.op.name}-{context.run.run_id[:7]}-{unique}" if context is not None else unique
 
 
 def _pin_warehouse_dir() -> None:
@@ -45,12 +124,17 @@ INVOCATION_FOLDER_RETENTION_SECONDS = 24 * 3600
 
 
 def prune_invocation_folders(target: Path, now: float | None = None) -> list[str]:
-    """Delete the folders dagster-dbt left in `target`, one per dbt invocation, once they are a day old."""
+    """Delete the folders dagster-dbt left in `target`, one per dbt invocation, and the parses no
+    invocation used, once they are a day old."""
     cutoff = (now or time.time()) - INVOCATION_FOLDER_RETENTION_SECONDS
     pruned = []
+    for parse in (target / PARSES).glob("*.msgpack"):
+        if parse.stat().st_mtime < cutoff:
+            parse.unlink(missing_ok=True)
+            pruned.append(f"{PARSES}/{parse.name}")
     for folder in target.glob("*/"):
         # `compiled` and `run` are dbt's own, from runs outside Dagster.
-        if folder.name not in ("compiled", "run") and folder.stat().st_mtime < cutoff:
+        if folder.name not in ("compiled", "run", PARSES) and folder.stat().st_mtime < cutoff:
             shutil.rmtree(folder, ignore_errors=True)
             pruned.append(folder.name)
     return sorted(pruned)
@@ -66,21 +150,32 @@ def dbt_resource() -> GreeneryDbtCliResource:
 def prepare_manifest() -> bool:
     """Parse the dbt project into the manifest the assets are built from, unless the manifest
     was parsed from these very files and settings. Returns whether dbt parsed."""
-    fingerprint_path = greenery_project.manifest_path.with_name("manifest.fingerprint")
+    target = greenery_project.manifest_path.parent
+    fingerprint_path = target / "manifest.fingerprint"
     _pin_warehouse_dir()  # as dbt will see it, so the digest is the same before and after a parse
     fingerprint = project_fingerprint(Path(greenery_project.project_dir))
-    if greenery_project.manifest_path.exists() and fingerprint_path.exists():
-        if fingerprint_path.read_text() == fingerprint:
-            return False
-    dbt_resource().cli(["parse", "--quiet"], target_path=greenery_project.target_path).wait()
-    fingerprint_path.write_text(fingerprint)
+    with _parse_lock():
+        if greenery_project.manifest_path.exists() and fingerprint_path.exists():
+            if fingerprint_path.read_text() == fingerprint:
+                return False
+        fingerprint_path.unlink(missing_ok=True)
+        # Parsed aside and moved in file by file: a dbt invocation starting meanwhile reads a whole one.
+        scratch = target / f".parse-{uuid.uuid4().hex[:7]}"
+        dbt_resource().cli(["parse", "--quiet"], target_path=scratch).wait()
+        _keep_parse(scratch / "partial_parse.msgpack", ())
+        for artifact in scratch.iterdir():
+            if artifact.is_file():
+                os.replace(artifact, target / artifact.name)
+        shutil.rmtree(scratch)
+        fingerprint_path.write_text(fingerprint)
     return True
 
 
-# Secrets stay out of the digest, as dbt keeps them out of its own partial-parsing check. Every
-# other setting counts, the warehouse path and memory limit too: dbt reparses the whole project
-# in every invocation when the connection settings differ from those of the last parse.
+# Secrets stay out of the digests, as dbt keeps them out of its own partial-parsing check.
 _SECRETS = re.compile(r"PASSWORD|PASSPHRASE|SALT")
+# Settings of the connection that no node of the manifest names (DuckDB's database is the file's
+# name, not its folder): a new warehouse folder needs a new parse, not a new manifest.
+_CONNECTION_ONLY = {"GREENERY_WAREHOUSE_DIR", "GREENERY_DUCKDB_MEMORY_LIMIT", "SNOWFLAKE_THREADS"}
 
 
 def dbt_code_version() -> str:
@@ -92,24 +187,39 @@ def dbt_code_version() -> str:
 
 
 def _project_files(project_dir: Path):
-    for path in sorted(project_dir.rglob("*")):
-        relative = path.relative_to(project_dir)
-        if path.is_file() and relative.parts[0] not in ("target", "logs", "dbt_packages"):
-            yield relative, path.read_bytes()
+    paths = []
+    for folder, subfolders, files in os.walk(project_dir):
+        if Path(folder) == project_dir:
+            # Not walked at all: the target folder holds a folder per dbt invocation.
+            subfolders[:] = [name for name in subfolders if name not in ("target", "logs", "dbt_packages")]
+        paths += [Path(folder) / name for name in files]
+    for path in sorted(paths):
+        yield path.relative_to(project_dir), path.read_bytes()
 
 
 def project_fingerprint(project_dir: Path) -> str:
-    """A digest of what a parse reads: every project file, and the environment variables the
-    project names in `env_var(...)`, with the dbt version and the target."""
+    """A digest of what the manifest is made of: every project file, and the environment variables
+    the project names in `env_var(...)` but the connection-only ones, with the dbt version and the
+    target."""
+    return _fingerprint(project_dir, with_connection=False)
+
+
+def parse_fingerprint(project_dir: Path, variables: Sequence[str] = ()) -> str:
+    """A digest of what dbt checks before it reuses a parse: the manifest's, the whole connection
+    and the vars."""
+    return _fingerprint(project_dir, with_connection=True, extra=" ".join(variables))
+
+
+def _fingerprint(project_dir: Path, with_connection: bool, extra: str = "") -> str:
     from dbt.version import __version__ as dbt_version  # noqa: PLC0415
 
-    digest = hashlib.sha256(f"dbt {dbt_version}\n".encode())
+    digest = hashlib.sha256(f"dbt {dbt_version}\n{extra}\n".encode())
     names = {b"GREENERY_TARGET"}
     for relative, content in _project_files(project_dir):
         digest.update(f"{relative}\n".encode() + content)
         if relative.suffix in (".sql", ".yml", ".yaml"):
             names |= set(re.findall(rb"env_var\(\s*['\"]([A-Za-z0-9_]+)['\"]", content))
     for name in sorted(name.decode() for name in names):
-        if not _SECRETS.search(name):
+        if not _SECRETS.search(name) and (with_connection or name not in _CONNECTION_ONLY):
             digest.update(f"{name}={os.environ.get(name)}\n".encode())
     return digest.hexdigest()

@@ -15,6 +15,11 @@ DBT_PROJECT_DIR = REPO_DIR / "dbt_project"
 SOURCES_YAML = DBT_PROJECT_DIR / "models" / "staging" / "greenery" / "_greenery__sources.yml"
 
 PROD = "prod"
+
+
+def target() -> str:
+    """The warehouse the chain runs on: `duckdb` (the embedded default) or `snowflake`."""
+    return os.environ.get("GREENERY_TARGET", "duckdb")
 # How long `greenery run` waits for another run's turn on the warehouse by default (--wait).
 DEFAULT_WAIT_SECONDS = 3600
 

@@ -14,7 +14,7 @@ from dagster_duckdb import DuckDBResource
 if TYPE_CHECKING:  # pandas loads when a frame is read, not with the definitions
     import pandas as pd
 
-from greenery_orchestration.settings import PROD, duckdb_path, future_tolerance
+from greenery_orchestration.settings import PROD, duckdb_path, future_tolerance, target
 
 # The pool of every step that writes the warehouse: DuckDB allows one writer per file.
 WAREHOUSE_POOL = "warehouse"
@@ -24,10 +24,6 @@ WAREHOUSE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPO
 
 class WarehouseBusy(Exception):
     """A run holds the warehouse's only write lock; try again later."""
-
-
-def target() -> str:
-    return os.environ.get("GREENERY_TARGET", "duckdb")
 
 
 def warehouse_resource() -> dg.ConfigurableResource:

@@ -44,10 +44,17 @@ def dbt_manifest() -> Path:
     return greenery_project.manifest_path
 
 
+@pytest.fixture(scope="session")
+def _warehouse_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("warehouse_home")
+
+
 @pytest.fixture
-def warehouse(tmp_path, monkeypatch) -> Path:
-    """An empty warehouse folder of this test's own."""
-    folder = tmp_path / "warehouse"
+def warehouse(_warehouse_home, tmp_path, monkeypatch) -> Path:
+    """An empty warehouse folder of this test's own, at the same path in every test of a session
+    (emptied in between): dbt parses the whole project again for each new warehouse path."""
+    folder = _warehouse_home / "warehouse"
+    shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     monkeypatch.setenv("GREENERY_WAREHOUSE_DIR", str(folder))
     monkeypatch.setenv("GREENERY_DOCS_DIR", str(tmp_path / "docs-site"))

@@ -1,12 +1,16 @@
 """The dbt manifest is parsed again exactly when what a parse reads has changed; dbt's
 per-invocation folders do not pile up."""
 
+import json
 import os
 import shutil
 import time
 
 from greenery_orchestration.project import (
+    STAGED_VARS,
+    dbt_resource,
     greenery_project,
+    parse_fingerprint,
     prepare_manifest,
     project_fingerprint,
     prune_invocation_folders,
@@ -35,14 +39,16 @@ def test_the_fingerprint_follows_project_files_and_the_variables_the_project_rea
     monkeypatch.setenv("SNOWFLAKE_DATABASE", "ANALYTICS_V2")  # the database the manifest names
     second = project_fingerprint(project)
     assert second != first
-    # A connection setting: dbt would reparse in every invocation after it changes.
+    # The warehouse's folder: another parse (dbt checks the connection), the same manifest.
+    parse = parse_fingerprint(project)
     monkeypatch.setenv("GREENERY_WAREHOUSE_DIR", str(tmp_path / "elsewhere"))
-    third = project_fingerprint(project)
-    assert third not in (first, second)
+    assert project_fingerprint(project) == second
+    assert parse_fingerprint(project) != parse
+    assert parse_fingerprint(project, STAGED_VARS) not in (parse, parse_fingerprint(project))
 
     model = project / "models" / "marts" / "product" / "fct_funnel.sql"
     model.write_text(model.read_text() + "\n-- edited\n")
-    assert project_fingerprint(project) not in (first, second, third)
+    assert project_fingerprint(project) not in (first, second)
 
 
 def test_an_unchanged_project_is_not_parsed_again():
@@ -71,3 +77,24 @@ def test_invocation_folders_are_pruned_once_a_day_old(tmp_path):
 
     assert prune_invocation_folders(tmp_path, now=now) == ["9f8e7d6", "greenery_models-1a2b3c4-5d6e7f8"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0a1b2c3", "compiled", "manifest.json"]
+
+
+def test_each_parse_is_made_once_for_staged_and_unstaged_invocations_alike(tmp_path, monkeypatch):
+    """dbt parses the whole project again when vars or the connection differ from those of the
+    parse it was handed: each invocation is handed the parse of its own settings, made once."""
+    monkeypatch.setenv("GREENERY_WAREHOUSE_DIR", str(tmp_path / "a warehouse of its own"))
+    prepare_manifest()  # the same manifest: only the connection is new
+
+    def listed(*variables):
+        invocation = dbt_resource().cli(["ls", "--quiet", "--select", "fct_funnel", *variables]).wait()
+        log = (invocation.target_path / "dbt.log").read_text()
+        manifest = json.loads((invocation.target_path / "manifest.json").read_text())
+        aliases = [node["alias"] for node in manifest["nodes"].values() if node["name"] == "fct_funnel"]
+        return "Nothing changed, skipping partial parsing" in log, aliases
+
+    # Each parsed aside once, before the invocation, which then skips parsing.
+    assert listed(*STAGED_VARS) == (True, ["fct_funnel__staged"])
+    assert listed() == (True, ["fct_funnel"])
+    parses = greenery_project.manifest_path.parent / "parses"
+    for variables in [STAGED_VARS, ()]:
+        assert (parses / f"{parse_fingerprint(DBT_PROJECT_DIR, variables)[:16]}.msgpack").exists()

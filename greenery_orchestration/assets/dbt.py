@@ -17,9 +17,9 @@ from greenery_orchestration import wap
 from greenery_orchestration.dbt_errors import dbt_failure
 from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS
 from greenery_orchestration.progress import NOTICE
-from greenery_orchestration.project import greenery_project
+from greenery_orchestration.project import STAGED_VARS, greenery_project, staged
 from greenery_orchestration.rawdata.load_log import newest_replacement_since
-from greenery_orchestration.warehouse import WAREHOUSE_POOL, read_sql, target
+from greenery_orchestration.warehouse import WAREHOUSE_POOL, read_sql
 
 # The incremental model every other one follows: one row per raw event it has read.
 INCREMENTAL_EVENTS = "marts.fct_events"
@@ -178,15 +178,10 @@ def dbt_relations(keys: Iterable[dg.AssetKey]) -> dict[dg.AssetKey, wap.Relation
     return {key: relation for key, relation in relations.items() if key in wanted}
 
 
-def staged() -> bool:
-    """Whether builds are staged for write-audit-publish: on DuckDB (wap.py)."""
-    return target() == "duckdb"
-
-
 def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, flags: list[str] = ()) -> Iterator:
     """`dbt build` of the selection; a dbt error that is not a failed test fails the step."""
     if staged():
-        flags = [*flags, "--vars", "{staged: true}"]
+        flags = [*flags, *STAGED_VARS]
     # dagster-dbt 0.29 reads `context.op`, deprecated on AssetExecutionContext: hand it the
     # op context it wants, so every run stays free of deprecation warnings.
     invocation = dbt.cli(["build", *flags], context=context.op_execution_context, raise_on_error=False)

@@ -11,8 +11,8 @@ from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
 from greenery_orchestration.assets.dbt import greenery_models, tests_on_raw_tables
 from greenery_orchestration.dbt_errors import dbt_failure
-from greenery_orchestration.settings import duckdb_path
-from greenery_orchestration.warehouse import WAREHOUSE_POOL, WarehouseUnusable, check_duckdb_warehouse, is_lock_conflict, target
+from greenery_orchestration.settings import duckdb_path, target
+from greenery_orchestration.warehouse import WAREHOUSE_POOL, WarehouseUnusable, check_duckdb_warehouse, is_lock_conflict
 
 RAW_GROUP = "raw"
 FRESHNESS_CHECK = "source_freshness"

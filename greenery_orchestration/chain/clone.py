@@ -11,9 +11,9 @@ from dagster_duckdb import DuckDBResource
 
 from greenery_orchestration.assets.sources import raw_manifest
 from greenery_orchestration.chain.masking import masking_salt, pii_columns
-from greenery_orchestration.settings import PROD, duckdb_memory_limit, duckdb_path, warehouse_dir
+from greenery_orchestration.settings import PROD, duckdb_memory_limit, duckdb_path, target, warehouse_dir
 from greenery_orchestration.wap import create_views
-from greenery_orchestration.warehouse import WAREHOUSE_POOL, WAREHOUSE_RETRY, target
+from greenery_orchestration.warehouse import WAREHOUSE_POOL, WAREHOUSE_RETRY
 
 ENVIRONMENTS = ["dev", "ci"]
 

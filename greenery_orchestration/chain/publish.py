@@ -5,9 +5,11 @@ from collections.abc import Sequence
 import dagster as dg
 
 from greenery_orchestration import wap
-from greenery_orchestration.assets.dbt import dbt_relations, greenery_snapshots, staged
-from greenery_orchestration.project import dbt_code_version
-from greenery_orchestration.warehouse import WAREHOUSE_POOL, target
+from greenery_orchestration.assets.dbt import dbt_relations, greenery_snapshots
+from greenery_orchestration.project import dbt_code_version, staged
+from greenery_orchestration.settings import target
+from greenery_orchestration.warehouse import WAREHOUSE_POOL
+
 
 def publish(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
     """The publish step, after `deps`: every model of the build (chain/stages.py), so that a failed
