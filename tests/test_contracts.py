@@ -1,9 +1,10 @@
 """Data contracts: breakage that used to pass now stops the production run, with a named check.
 
 Each chain test damages a copy of the course data (never ../shared), loads it with
-`greenery load-csv` and runs `greenery run --allow-stale`; every expected count is computed here,
-with pandas, from the damaged copy. The volume and reconciliation tests are also checked with
-dbt alone on a copy of the course warehouse, which is cheaper than a chain run per case.
+`greenery load-csv` and runs `greenery run --allow-stale`; every expected count, and the keys of
+the rows a check may name as its example, is computed here, with pandas, from the damaged copy.
+The volume and reconciliation tests are also checked with dbt alone on a copy of the course
+warehouse, which is cheaper than a chain run per case.
 """
 
 import json
@@ -92,6 +93,15 @@ def _error_lines(shown: str) -> set[str]:
     return {line.strip() for line in shown.splitlines() if line.strip().startswith("ERROR check")}
 
 
+def _examples(lines: set[str]) -> dict[str, str | None]:
+    """{check line without its example: the example key it names, or None}."""
+    return {head: example or None for head, _, example in (line.partition(", e.g. ") for line in lines)}
+
+
+def _alert_lines(message: str) -> set[str]:
+    return {line.removeprefix("- ") for line in message.splitlines() if line.startswith("- ERROR check")}
+
+
 def _latest_run_evaluations(instance: dg.DagsterInstance) -> tuple[dg.DagsterRun, list]:
     (run,) = instance.get_runs(dg.RunsFilter(job_name="greenery_production"), limit=1)
     records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
@@ -140,8 +150,12 @@ def test_broken_raw_data_stops_the_run_with_one_named_check_per_breakage(
     _write(folder, "orders", orders)
 
     users = _read(folder, "users")
-    _write(folder, "users", users.iloc[: int(len(users) * 0.8)])  # a fifth of the users gone
+    kept = users.iloc[: int(len(users) * 0.8)]  # a fifth of the users gone
+    _write(folder, "users", pd.concat([kept, kept.iloc[[3]]]))  # and one loaded twice
     _write(folder, "promos", _read(folder, "promos").iloc[:0])  # an empty table
+    addresses = _read(folder, "addresses")
+    addresses.loc[addresses.index[2], "address_id"] = ""  # a row only its PII tells apart
+    _write(folder, "addresses", addresses)
 
     assert main(["load-csv", str(folder)]) == 0
     # The last successful publish saw the whole course data; no replace was logged since.
@@ -150,33 +164,56 @@ def test_broken_raw_data_stops_the_run_with_one_named_check_per_breakage(
 
     assert main(["run", "--allow-stale"]) == 1
 
-    # What each check must count, from the damaged CSVs.
+    # What each check must count, and the keys of its failing rows, from the damaged CSVs.
     events, orders = _read(folder, "events"), _read(folder, "orders")
-    users, promos = _read(folder, "users"), _read(folder, "promos")
+    users, promos, addresses = _read(folder, "users"), _read(folder, "promos"), _read(folder, "addresses")
     limit = _utc_now() + FUTURE_TOLERANCE
     with_order = events[events.event_type.isin(["checkout", "package_shipped"])]
+    no_order = with_order[with_order.order_id == ""]
     ordered = events[events.order_id != ""]
-    expected = {
+    future_events = events[pd.to_datetime(events.created_at).dt.tz_localize(None) > limit]
+    future_orders = orders[pd.to_datetime(orders.created_at).dt.tz_localize(None) > limit]
+    unknown_order = ordered[~ordered.order_id.isin(set(orders.order_id))]
+    bad_carrier = orders[~orders.shipping_service.isin(CARRIERS)]
+    twice = users.user_id[users.user_id.duplicated()]
+
+    def keys(column: str, values: pd.Series) -> set[str]:
+        return {f"{column} {value}" for value in values}
+
+    expected = {  # check line: the example keys it may name (None: it names none)
         _check_line("source_not_null_greenery_events_order_id__checkout_and_package_shipped", "raw/events",
-                    int((with_order.order_id == "").sum())),
+                    len(no_order)): keys("event_id", no_order.event_id),
         _check_line("source_relationships_greenery_events_order_id__greenery_orders", "raw/events",
-                    int((~ordered.order_id.isin(set(orders.order_id))).sum())),
+                    len(unknown_order)): keys("event_id", unknown_order.event_id),
         _check_line("source_not_in_future_greenery_events_created_at", "raw/events",
-                    int((pd.to_datetime(events.created_at).dt.tz_localize(None) > limit).sum())),
+                    len(future_events)): keys("event_id", future_events.event_id),
         _check_line("source_not_in_future_greenery_orders_created_at", "raw/orders",
-                    int((pd.to_datetime(orders.created_at).dt.tz_localize(None) > limit).sum())),
+                    len(future_orders)): keys("order_id", future_orders.order_id),
         _check_line("source_accepted_values_greenery_orders_shipping_service", "raw/orders",
-                    int((~orders.shipping_service.isin(CARRIERS)).sum())),
-        # Rows missing against the last publish: 26 of 130 users (more than 10%), all 6 promos.
-        _check_line("source_not_empty_nor_shrunk_greenery_users", "raw/users", baseline["raw.users"] - len(users)),
-        _check_line("source_not_empty_nor_shrunk_greenery_promos", "raw/promos", baseline["raw.promos"] - len(promos)),
+                    len(bad_carrier)): keys("order_id", bad_carrier.order_id),
+        _check_line("source_unique_greenery_users_user_id", "raw/users", int(twice.nunique())): keys("user_id", twice),
+        # The address without an id has no key to name: nothing else of it is shown.
+        _check_line("source_not_null_greenery_addresses_address_id", "raw/addresses",
+                    int((addresses.address_id == "").sum())): None,
+        # Rows missing against the last publish: 25 of 130 users (more than 10%), all 6 promos; a
+        # count, with no row to name.
+        _check_line("source_not_empty_nor_shrunk_greenery_users", "raw/users",
+                    baseline["raw.users"] - len(users)): None,
+        _check_line("source_not_empty_nor_shrunk_greenery_promos", "raw/promos",
+                    baseline["raw.promos"] - len(promos)): None,
     }
     shown = capsys.readouterr().out
-    assert _error_lines(shown) == expected
+    examples = _examples(_error_lines(shown))
+    assert set(examples) == set(expected)
+    for line, allowed in expected.items():
+        assert examples[line] in allowed if allowed else examples[line] is None, (line, examples[line])
     failure = alert_inbox.received[-1]
     assert failure["type"] == "failure" and "greenery_production failed" in failure["title"]
-    for line in expected:
-        assert f"- {line}" in failure["message"]
+    assert _examples(_alert_lines(failure["message"])) == examples
+    # No declared PII value is shown, the address whose row failed included.
+    everyone, every_address = _read(course_data, "users"), _read(course_data, "addresses")
+    for value in [*everyone.email, *everyone.phone_number, *every_address.address]:
+        assert value not in shown and value not in failure["message"]
 
     with dg.DagsterInstance.get() as instance:
         run, evaluations = _latest_run_evaluations(instance)
@@ -221,7 +258,7 @@ def test_marts_that_lost_raw_rows_stop_the_run(course_run, course_data, warehous
 
     assert main(["run", "--allow-stale"]) == 1
 
-    expected = {
+    expected = {  # whole lines: a reconciliation counts, it has no failing row to name
         # Every row of fct_events, not only its newest build's: the three late events are missing.
         _check_line("fct_events_reconciles_with_raw_events", "marts/fct_events", len(rows)),
         _check_line("fct_funnel_page_view_sessions_reconcile_with_raw_events", "marts/fct_funnel", len(set(sessions))),

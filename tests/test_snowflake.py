@@ -30,6 +30,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from greenery_orchestration.assets.examples import failing_examples
 from greenery_orchestration.chain.clone import snowflake_clone_sql
 from greenery_orchestration.chain.masking import pii_columns
 from greenery_orchestration.rawdata.load_csv import load_csv_dir, replace_raw_tables
@@ -37,6 +38,7 @@ from greenery_orchestration.rawdata.sample import sample_tables
 from greenery_orchestration.rawdata.schema import raw_columns
 from greenery_orchestration.settings import DBT_PROJECT_DIR, REPO_DIR
 from greenery_orchestration.snowflake_publish import snowflake_swap_sql
+from greenery_orchestration.warehouse import read_sql, warehouse_resource
 from tests.slices import sliced_events
 
 COURSE_DATA = REPO_DIR.parent / "shared" / "greenery"
@@ -341,6 +343,41 @@ def test_source_freshness_passes_on_fresh_data(tmp_path, target_path):
     emulated = EmulatedSnowflake(folder, target_path)
     load_raw_tables(emulated, sample_raw_tables(end=datetime.now(timezone.utc)))
     assert _freshness(emulated) == {"events": "pass", "orders": "pass"}
+
+
+def test_a_failed_raw_test_names_one_of_its_rows_through_the_snowflake_resource(tmp_path, target_path, monkeypatch):
+    """The chain reads the example key of a failed test through dagster-snowflake's resource, as
+    it does on DuckDB through dagster-duckdb's: the test's compiled SQL, on the emulated Snowflake."""
+    folder = tmp_path / "db"
+    folder.mkdir()
+    emulated = EmulatedSnowflake(folder, target_path)
+    tables = sample_raw_tables(end=datetime.now(timezone.utc))
+    events = tables["events"]
+    checkouts = sorted(events.event_id[events.event_type == "checkout"])
+    events.loc[events.event_id.isin(checkouts[:2]), "order_id"] = None
+    events.loc[events.event_id == checkouts[2], "order_id"] = "no-such-order"
+    load_raw_tables(emulated, tables)
+    tested = emulated.dbt("test", "--select", "source:greenery.events")
+    assert tested.returncode == 1, tested.messages()
+    results = json.loads((target_path / "run_results.json").read_text())["results"]
+    manifest = json.loads((target_path / "manifest.json").read_text())
+
+    for name, value in EMULATED_SNOWFLAKE_ENV.items():
+        monkeypatch.setenv(name, value)
+    import fakesnow
+
+    with fakesnow.patch(db_path=str(folder)):
+        resource = warehouse_resource().process_config_and_initialize()  # as a run gets it
+        examples = failing_examples(lambda sql: read_sql(resource, sql), manifest, results)
+
+    named = {manifest["nodes"][test]["name"]: example for test, example in examples.items()}
+    assert named.keys() == {
+        "source_not_null_greenery_events_order_id__checkout_and_package_shipped",
+        "source_relationships_greenery_events_order_id__greenery_orders",
+    }
+    without_order = named["source_not_null_greenery_events_order_id__checkout_and_package_shipped"]
+    assert without_order in {f"event_id {event}" for event in checkouts[:2]}
+    assert named["source_relationships_greenery_events_order_id__greenery_orders"] == f"event_id {checkouts[2]}"
 
 
 # --- incremental models: three deliveries, then one full refresh ---------------------------------

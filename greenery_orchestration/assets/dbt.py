@@ -14,6 +14,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
 from greenery_orchestration import wap
+from greenery_orchestration.assets.examples import EXAMPLE, failing_examples
 from greenery_orchestration.dbt_errors import dbt_failure
 from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS
 from greenery_orchestration.progress import NOTICE
@@ -90,7 +91,7 @@ def greenery_snapshots(
     if staged():
         with warehouse.get_connection() as connection:
             wap.stage_snapshots(connection, dbt_relations(context.selected_asset_keys).values())
-    yield from _dbt_build(context, dbt)
+    yield from _dbt_build(context, dbt, warehouse)
 
 
 @dbt_assets(
@@ -113,7 +114,7 @@ def greenery_models(
         full_refresh = True
     # dbt holds the warehouse's only write lock until it exits: report the funnel after that.
     held_back = []
-    for event in _dbt_build(context, dbt, ["--full-refresh"] if full_refresh else []):
+    for event in _dbt_build(context, dbt, warehouse, ["--full-refresh"] if full_refresh else []):
         if isinstance(event, dg.Output) and context.asset_key_for_output(event.output_name) in FUNNEL_REPORTS:
             held_back.append(event)
         else:
@@ -178,21 +179,35 @@ def dbt_relations(keys: Iterable[dg.AssetKey]) -> dict[dg.AssetKey, wap.Relation
     return {key: relation for key, relation in relations.items() if key in wanted}
 
 
-def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, flags: list[str] = ()) -> Iterator:
+def _dbt_build(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: dg.ConfigurableResource,
+    flags: list[str] = (),
+) -> Iterator:
     """`dbt build` of the selection; a dbt error that is not a failed test fails the step."""
     if staged():
         flags = [*flags, *STAGED_VARS]
     # dagster-dbt 0.29 reads `context.op`, deprecated on AssetExecutionContext: hand it the
     # op context it wants, so every run stays free of deprecation warnings.
     invocation = dbt.cli(["build", *flags], context=context.op_execution_context, raise_on_error=False)
-    failed_checks = 0
+    failed_checks = []
     for event in invocation.stream():
         if isinstance(event, dg.AssetCheckResult) and not event.passed:
-            failed_checks += 1
-        yield event
+            failed_checks.append(event)
+        else:
+            yield event
+    # dbt has exited and released the warehouse: each failed check names one of its failing rows.
+    examples = {}
+    if failed_checks and (invocation.target_path / "run_results.json").exists():
+        results = invocation.get_artifact("run_results.json")["results"]
+        examples = failing_examples(lambda sql: read_sql(warehouse, sql), invocation.manifest, results)
+    for check in failed_checks:
+        example = examples.get(check.metadata["unique_id"].value)
+        yield check.with_metadata({**check.metadata, EXAMPLE: example}) if example else check
     # Failed blocking checks fail the step with a message that names them; any other error
     # fails it here, with dbt's own first line.
-    if failure := dbt_failure(invocation, ignore_failed_tests=failed_checks > 0):
+    if failure := dbt_failure(invocation, ignore_failed_tests=bool(failed_checks)):
         raise failure
 
 

@@ -10,9 +10,16 @@ from dagster_dbt import DbtCliResource
 from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
 from greenery_orchestration.assets.dbt import greenery_models, tests_on_raw_tables
+from greenery_orchestration.assets.examples import EXAMPLE, failing_examples
 from greenery_orchestration.dbt_errors import dbt_failure
 from greenery_orchestration.settings import duckdb_path, target
-from greenery_orchestration.warehouse import WAREHOUSE_POOL, WarehouseUnusable, check_duckdb_warehouse, is_lock_conflict
+from greenery_orchestration.warehouse import (
+    WAREHOUSE_POOL,
+    WarehouseUnusable,
+    check_duckdb_warehouse,
+    is_lock_conflict,
+    read_sql,
+)
 
 RAW_GROUP = "raw"
 FRESHNESS_CHECK = "source_freshness"
@@ -90,7 +97,12 @@ def raw_data_gate() -> dg.AssetChecksDefinition:
     ]
 
     @dg.multi_asset_check(specs=specs, name="raw_data_gate", pool=WAREHOUSE_POOL)
-    def _gate(context: dg.AssetCheckExecutionContext, config: FreshnessGateConfig, dbt: DbtCliResource):
+    def _gate(
+        context: dg.AssetCheckExecutionContext,
+        config: FreshnessGateConfig,
+        dbt: DbtCliResource,
+        warehouse: dg.ConfigurableResource,
+    ):
         _refuse_unusable_warehouse()
         invocation = dbt.cli(["source", "freshness"], raise_on_error=False).wait()
         if not (invocation.target_path / "sources.json").exists():  # dbt stopped before any source
@@ -105,9 +117,10 @@ def raw_data_gate() -> dg.AssetChecksDefinition:
         if not (invocation.target_path / "run_results.json").exists():
             raise dbt_failure(invocation)
         results = invocation.get_artifact("run_results.json")["results"]
+        examples = failing_examples(lambda sql: read_sql(warehouse, sql), raw_manifest()[0], results)
         for result in results:
             if result["status"] != "error":
-                yield _test_result(*tests[result["unique_id"]], result)
+                yield _test_result(*tests[result["unique_id"]], result, examples.get(result["unique_id"]))
         # A test that could not run has no result: the step fails with dbt's cause instead (a
         # failed blocking check yielded first would fail it with Dagster's message).
         if any(result["status"] == "error" for result in results):
@@ -116,9 +129,11 @@ def raw_data_gate() -> dg.AssetChecksDefinition:
     return _gate
 
 
-def _test_result(name: str, key: dg.AssetKey, result: dict) -> dg.AssetCheckResult:
+def _test_result(name: str, key: dg.AssetKey, result: dict, example: str | None) -> dg.AssetCheckResult:
     status = result["status"]
     metadata = {"status": status, "dagster_dbt/failed_row_count": result.get("failures") or 0}
+    if example:
+        metadata[EXAMPLE] = example
     return dg.AssetCheckResult(
         asset_key=key,
         check_name=name,

@@ -11,6 +11,7 @@ from dagster_dbt import DbtCliResource
 from greenery_orchestration.assets.dbt import PII_MASKING_KEY
 from greenery_orchestration.assets.sources import raw_manifest
 from greenery_orchestration.dbt_errors import dbt_failure
+from greenery_orchestration.rawdata.schema import is_pii
 from greenery_orchestration.warehouse import WAREHOUSE_POOL
 
 
@@ -20,10 +21,7 @@ def pii_columns(manifest: dict) -> dict[str, list[str]]:
     for node in [*manifest["sources"].values(), *manifest["nodes"].values()]:
         if node["resource_type"] not in ("source", "model", "snapshot"):
             continue
-        columns = [
-            name for name, column in node["columns"].items()
-            if (column.get("config", {}).get("meta") or column.get("meta") or {}).get("pii")
-        ]
+        columns = [name for name, column in node["columns"].items() if is_pii(column)]
         if columns:
             relation = node["identifier"] if node["resource_type"] == "source" else node["alias"]
             found[f"{node['schema']}.{relation}"] = columns

@@ -22,7 +22,7 @@ def raw_columns() -> dict[str, dict[str, str]]:
 def pii_columns() -> dict[str, frozenset[str]]:
     """{table: columns declared `meta: {pii: true}`}: values an error message must never show."""
     return {
-        table["name"]: frozenset(column["name"] for column in table["columns"] if _is_pii(column))
+        table["name"]: frozenset(column["name"] for column in table["columns"] if is_pii(column))
         for table in _source_tables()
     }
 
@@ -32,7 +32,7 @@ def _source_tables() -> list[dict]:
     return source["tables"]
 
 
-def _is_pii(column: dict) -> bool:
+def is_pii(column: dict) -> bool:
     # dbt takes `meta` under `config` (current) or beside it (older projects); honour both.
     meta = {**column.get("meta", {}), **column.get("config", {}).get("meta", {})}
     return bool(meta.get("pii"))

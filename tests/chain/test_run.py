@@ -252,8 +252,12 @@ def test_a_run_that_fails_its_tests_publishes_nothing(warehouse, course_data, ca
     built = _materialized_in_latest_run("greenery_production")
     assert "governance/publish" not in built
     shown = capsys.readouterr().out
-    assert "ERROR check relationships_stg_greenery__order_items_product_id" in shown
+    # The one failing row, named by the order item's key (the order and the product).
+    (line,) = [line.strip() for line in shown.splitlines()
+               if line.strip().startswith("ERROR check relationships_stg_greenery__order_items_product_id")]
+    assert line.endswith(f": 1 failing row(s), threshold 0, e.g. order_id {order}, product_id no-such-product")
     assert "of greenery_docs_and_clone" not in shown
     message = alert_inbox.received[-1]["message"]
+    assert f"- {line}\n" in message
     assert "Nothing was published: readers still see the last good build." in message
     assert f"<schema>.<name>__staged in {path}" in message

@@ -1,6 +1,6 @@
 {# Every non-null value lies between min_value and max_value, both included. #}
 {% test accepted_range(model, column_name, min_value=none, max_value=none) %}
-select {{ column_name }}
+select *
 from {{ model }}
 where {{ column_name }} is not null
   and (

@@ -1,7 +1,8 @@
-{# dbt's accepted_values returns one row per bad *value*; this one returns every bad *row*, so a
-   failure reports how many rows are wrong, which is what the person fixing the data needs. #}
+{# dbt's accepted_values returns one row per bad *value*; this one returns every bad *row*, whole,
+   so a failure reports how many rows are wrong, which is what the person fixing the data needs,
+   and the chain can name one of them by its table's key (greenery_orchestration/assets/examples.py). #}
 {% test accepted_values(model, column_name, values, quote=True) %}
-select {{ column_name }} as unexpected_value
+select *
 from {{ model }}
 where {{ column_name }} is not null
   and {{ column_name }} not in (

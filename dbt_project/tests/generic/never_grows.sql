@@ -2,7 +2,7 @@
 {% test never_grows(model, column_name, order_by, partition_by=none) %}
 with steps as (
     select
-        {{ column_name }} as step_value,
+        *,
         lag({{ column_name }}) over (
             {% if partition_by %} partition by {{ partition_by }} {% endif %}
             order by {{ order_by }}
@@ -12,5 +12,5 @@ with steps as (
 
 select *
 from steps
-where step_value > previous_step_value
+where {{ column_name }} > previous_step_value
 {% endtest %}

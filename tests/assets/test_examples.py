@@ -1,0 +1,66 @@
+"""Which key names a failing row, and when none does: from the dbt manifest, with a stand-in query
+(the chain tests in tests/test_contracts.py and tests/chain/test_run.py read real warehouses)."""
+
+import copy
+import json
+
+import pandas as pd
+import pytest
+
+from greenery_orchestration.assets.examples import failing_examples, row_keys
+
+SOURCE = "source.greenery.greenery."
+
+
+@pytest.fixture(scope="module")
+def manifest(dbt_manifest):
+    return json.loads(dbt_manifest.read_text())
+
+
+def _test_id(manifest: dict, name: str) -> str:
+    (unique_id,) = [uid for uid, node in manifest["nodes"].items() if node["name"] == name]
+    return unique_id
+
+
+def test_each_table_is_keyed_as_the_project_already_declares_it(manifest):
+    keys = row_keys(manifest)
+    # A `unique` test; raw order_items has none, so its rows have no key to name.
+    assert {uid.removeprefix(SOURCE): key for uid, key in keys.items() if uid.startswith(SOURCE)} == {
+        "addresses": ("address_id",), "events": ("event_id",), "orders": ("order_id",),
+        "products": ("product_id",), "promos": ("promo_id",), "users": ("user_id",),
+    }
+    assert keys["model.greenery.stg_greenery__order_items"] == ("order_id", "product_id")  # unique_combination_of_columns
+    assert keys["model.greenery.fct_sessions"] == ("session_id",)  # unique_key
+    assert keys["snapshot.greenery.orders_snapshot"] == ("order_id",)
+
+
+def test_a_column_declared_pii_is_never_a_key(manifest):
+    changed = copy.deepcopy(manifest)
+    changed["nodes"][_test_id(changed, "source_unique_greenery_users_user_id")]["column_name"] = "email"
+    assert SOURCE + "users" not in row_keys(changed)
+
+
+def test_only_failed_row_tests_with_a_key_are_read_and_an_error_leaves_the_example_out(manifest):
+    asked = []
+
+    def query(sql: str) -> pd.DataFrame:
+        asked.append(sql)
+        if "broken" in sql:
+            raise RuntimeError("Conversion Error: could not convert 'khearmon0@netvibes.com'")
+        return pd.DataFrame({"event_id": ["e-1"]})
+
+    def result(name: str, status: str = "fail", sql: str = "select * from raw.events") -> dict:
+        return {"unique_id": _test_id(manifest, name), "status": status, "compiled_code": sql}
+
+    named = result("source_not_in_future_greenery_events_created_at")
+    results = [
+        named,
+        result("source_unique_greenery_events_event_id", sql="broken"),
+        result("source_not_empty_nor_shrunk_greenery_events"),  # a count, not rows: not read
+        result("source_not_null_greenery_events_session_id", status="pass"),
+        result("source_not_null_greenery_order_items_order_id"),  # no key: not read
+    ]
+    assert failing_examples(query, manifest, results) == {named["unique_id"]: "event_id e-1"}
+    assert len(asked) == 2
+    # Only the key is read out of the failing rows.
+    assert asked[0].startswith("select event_id from (\nselect * from raw.events\n) as failing where")
