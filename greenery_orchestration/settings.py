@@ -44,6 +44,24 @@ def future_tolerance() -> timedelta:
     return timedelta(hours=project["vars"]["future_tolerance_hours"])
 
 
+def snowflake_endpoint() -> dict[str, str | int]:
+    """Where the Snowflake connector goes instead of the account's own https URL: SNOWFLAKE_HOST,
+    SNOWFLAKE_PORT and SNOWFLAKE_PROTOCOL, each optional (a proxy, a private link, an emulator).
+    Only those set and not empty, as connector arguments; dbt's profile reads the same three."""
+    endpoint: dict[str, str | int] = {}
+    if host := os.environ.get("SNOWFLAKE_HOST"):
+        endpoint["host"] = host
+    if port := os.environ.get("SNOWFLAKE_PORT"):
+        if not port.isdigit():
+            raise ValueError(f"SNOWFLAKE_PORT must be a port number, not {port!r}")
+        endpoint["port"] = int(port)
+    if protocol := os.environ.get("SNOWFLAKE_PROTOCOL"):
+        if protocol not in ("http", "https"):
+            raise ValueError(f"SNOWFLAKE_PROTOCOL must be http or https, not {protocol!r}")
+        endpoint["protocol"] = protocol
+    return endpoint
+
+
 def docs_dir() -> Path:
     """Where the dbt docs are published as a static site, for `greenery docs` to serve."""
     return Path(os.environ.get("GREENERY_DOCS_DIR", "docs-site")).resolve()

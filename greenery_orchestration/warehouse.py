@@ -14,7 +14,7 @@ from dagster_duckdb import DuckDBResource
 if TYPE_CHECKING:  # pandas loads when a frame is read, not with the definitions
     import pandas as pd
 
-from greenery_orchestration.settings import PROD, duckdb_path, future_tolerance, target
+from greenery_orchestration.settings import PROD, duckdb_path, future_tolerance, snowflake_endpoint, target
 
 # The pool of every step that writes the warehouse: DuckDB allows one writer per file.
 WAREHOUSE_POOL = "warehouse"
@@ -44,6 +44,12 @@ def warehouse_resource() -> dg.ConfigurableResource:
                 if key_path
                 else {"password": dg.EnvVar("SNOWFLAKE_PASSWORD")}
             ),
+            # The resource has no fields for host, port and protocol. Without the zero timeout the
+            # connector probes cloud metadata endpoints at every login, which only workload
+            # identity authentication needs; dbt-snowflake turns the probe off the same way.
+            additional_snowflake_connection_args={
+                **snowflake_endpoint(), "platform_detection_timeout_seconds": 0.0,
+            },
         )
     return DuckDBResource(database=str(duckdb_path(PROD)))
 

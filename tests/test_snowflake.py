@@ -3,7 +3,7 @@
 The seven raw tables go into a fakesnow database (schema RAW), the course data when it is there,
 else a synthetic shop; then dbt runs on the `snowflake` output of profiles.yml, in a subprocess
 under `python -m fakesnow --db_path DIR -m dbt.cli.main ...`, with GREENERY_SNOWFLAKE_EMULATED=true
-switching on the few macro overrides fakesnow needs (dbt_project/macros/fakesnow_emulation.sql).
+adding the few macro overrides fakesnow needs to dbt's macro paths (dbt_project/emulation/).
 The database lives in files under DIR, so every dbt invocation, and this process between them,
 sees the same data. Nothing connects anywhere: fakesnow replaces snowflake.connector.connect.
 
@@ -742,13 +742,31 @@ OVERRIDES_INLINE = """
 """
 
 
-def test_the_emulation_overrides_change_nothing_on_real_snowflake(built):
-    # GREENERY_SNOWFLAKE_EMULATED unset: each override renders exactly dbt-snowflake's own SQL.
+# Every macro dbt_project/emulation/ defines.
+EMULATION_MACROS = {
+    "snowflake__create_table_temporary_sql", "snowflake__create_view_as_with_temp_flag", "snowflake__post_snapshot",
+    "snowflake__snapshot_merge_sql", "snowflake__get_merge_sql", "snowflake_dml_explicit_transaction",
+    "run_query", "run_hooks", "greenery_skipped_masking",
+}
+
+
+def _emulation_macros(manifest: dict) -> set[str]:
+    return {macro["name"] for macro in manifest["macros"].values()
+            if macro["package_name"] == "greenery" and macro["original_file_path"].startswith("emulation/")}
+
+
+def test_real_snowflake_loads_none_of_the_emulation(built):
+    assert _emulation_macros(built.manifest) == EMULATION_MACROS  # loaded when emulated
+    # GREENERY_SNOWFLAKE_EMULATED unset: emulation/ is no macro path, no macro of the project
+    # shadows what it overrides, and dbt-snowflake still writes the SQL the emulation rewrites.
     # (Rendered on fakesnow, which only answers the metadata queries; one thread, see profiles.yml.)
     emulated = EmulatedSnowflake(built.emulated.db_path, built.emulated.target_path,
                                  {"GREENERY_SNOWFLAKE_EMULATED": "false", "SNOWFLAKE_THREADS": "1"})
     run = emulated.dbt("compile", "--quiet", "--output", "json", "--inline", OVERRIDES_INLINE)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    manifest = json.loads((emulated.target_path / "manifest.json").read_text())
+    assert _emulation_macros(manifest) == set()
+    assert not {m["name"] for m in manifest["macros"].values() if m["package_name"] == "greenery"} & EMULATION_MACROS
     rendered = json.loads(json.loads(run.stdout[run.stdout.index("{"): run.stdout.rindex("}") + 1])["compiled"])
     for ours, dbt_snowflakes in rendered.values():
         assert ours == dbt_snowflakes
@@ -823,3 +841,29 @@ def test_the_snowflake_profile_takes_a_password_or_a_key_pair(tmp_path):
     # The emulation runs one thread: fakesnow attaches a database on first use, not thread-safely.
     _, threads, _ = _rendered_credentials(base | {"SNOWFLAKE_PASSWORD": "pw", "GREENERY_SNOWFLAKE_EMULATED": "true"})
     assert threads == 1
+
+
+def test_the_snowflake_profile_goes_where_settings_say(monkeypatch):
+    # dbt and the Python side (settings.snowflake_endpoint, the resource) read the same three
+    # variables; unset or empty, the connector builds the account's own https URL.
+    from greenery_orchestration.settings import snowflake_endpoint
+
+    base = {"GREENERY_TARGET": "snowflake", "SNOWFLAKE_ACCOUNT": "acme-prod", "SNOWFLAKE_USER": "dbt",
+            "SNOWFLAKE_PASSWORD": "pw", "SNOWFLAKE_ROLE": "TRANSFORMER", "SNOWFLAKE_WAREHOUSE": "TRANSFORMING",
+            "SNOWFLAKE_DATABASE": "PROD"}
+    endpoints = {
+        "127.0.0.1:8080 over http": {"SNOWFLAKE_HOST": "127.0.0.1", "SNOWFLAKE_PORT": "8080", "SNOWFLAKE_PROTOCOL": "http"},
+        "a private link": {"SNOWFLAKE_HOST": "acme-prod.privatelink.snowflakecomputing.com"},
+        "unset": {},
+        "empty": {"SNOWFLAKE_HOST": "", "SNOWFLAKE_PORT": "", "SNOWFLAKE_PROTOCOL": ""},
+    }
+    for name, variables in endpoints.items():
+        _, _, credentials = _rendered_credentials(base | variables)
+        passed = {k: v for k, v in credentials.auth_args().items() if k in ("host", "port", "protocol")}
+        for variable in ("SNOWFLAKE_HOST", "SNOWFLAKE_PORT", "SNOWFLAKE_PROTOCOL"):
+            monkeypatch.delenv(variable, raising=False)
+        for variable, value in variables.items():
+            monkeypatch.setenv(variable, value)
+        assert passed == snowflake_endpoint(), name
+        assert passed == {k.removeprefix("SNOWFLAKE_").lower(): int(v) if k == "SNOWFLAKE_PORT" else v
+                          for k, v in variables.items() if v}, name

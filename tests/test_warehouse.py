@@ -52,3 +52,21 @@ def test_snowflake_credentials_are_resolved_late_and_never_shown(snowflake_env):
     # The resource holds references to the variables, not their values.
     assert "s3cret-pw" not in repr(resource)
     assert "s3cret-pw" not in str(resource.model_dump())
+
+
+def test_snowflake_goes_to_the_account_url_unless_told_otherwise(snowflake_env, monkeypatch):
+    for variable in ("SNOWFLAKE_HOST", "SNOWFLAKE_PORT", "SNOWFLAKE_PROTOCOL"):
+        monkeypatch.delenv(variable, raising=False)
+    # No cloud metadata probes at login either way (only workload identity auth needs them).
+    assert warehouse_resource().additional_snowflake_connection_args == {"platform_detection_timeout_seconds": 0.0}
+
+    monkeypatch.setenv("SNOWFLAKE_HOST", "127.0.0.1")
+    monkeypatch.setenv("SNOWFLAKE_PORT", "8080")
+    monkeypatch.setenv("SNOWFLAKE_PROTOCOL", "")  # empty: not passed, the connector's https stays
+    assert warehouse_resource().additional_snowflake_connection_args == {
+        "host": "127.0.0.1", "port": 8080, "platform_detection_timeout_seconds": 0.0,
+    }
+
+    monkeypatch.setenv("SNOWFLAKE_PORT", "80a")
+    with pytest.raises(ValueError, match="SNOWFLAKE_PORT must be a port number, not '80a'"):
+        warehouse_resource()

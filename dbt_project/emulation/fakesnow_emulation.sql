@@ -1,21 +1,18 @@
 {# Emulated Snowflake: the overrides that let the `snowflake` target run on fakesnow (Snowflake's
-   SQL translated onto DuckDB), for tests and local runs without a Snowflake account:
+   SQL translated onto DuckDB), for tests and local runs without a Snowflake account, with dbt
+   in fakesnow's process or talking to fakesnow's HTTP server through the real connector:
 
        GREENERY_TARGET=snowflake GREENERY_SNOWFLAKE_EMULATED=true SNOWFLAKE_ACCOUNT=... (any values) \
        python -m fakesnow --db_path DIR -m dbt.cli.main build
 
-   (DIR holds fakesnow's database files, one per Snowflake database, shared by every invocation.)
+   (DIR holds fakesnow's database files, one per Snowflake database, shared by every invocation.
+   For the server, tests/snowflake_server/fakesnow_server.py and SNOWFLAKE_HOST/PORT/PROTOCOL.)
 
-   Every override is inert unless GREENERY_SNOWFLAKE_EMULATED=true: otherwise it returns what the
-   real dbt-snowflake implementation returns (`dbt.<name>` reaches the adapter's own macro, which
-   a same-named macro of this project shadows), so on real Snowflake this file changes no SQL.
-   The overrides: temporary tables (+ post_snapshot) and views, the snapshot MERGE and the
-   incremental one, explicit transactions, masking-policy statements (queries and hooks). Each
-   says below what fakesnow cannot do without it. #}
-
-{% macro greenery_snowflake_emulated() -%}
-    {{ return(env_var('GREENERY_SNOWFLAKE_EMULATED', 'false') | lower == 'true') }}
-{%- endmacro %}
+   This folder is a macro path only when GREENERY_SNOWFLAKE_EMULATED=true (dbt_project.yml), so
+   on real Snowflake none of it is parsed. `dbt.<name>` reaches the adapter's own macro, which a
+   same-named macro here shadows. The overrides: temporary tables (+ post_snapshot) and views, the
+   snapshot MERGE and the incremental one, explicit transactions, masking-policy statements
+   (queries and hooks). Each says below what fakesnow cannot do without it. #}
 
 
 {# Temporary tables (the snapshot's staging table; incremental models' temp relations).
@@ -26,14 +23,11 @@
    `snowflake__post_snapshot` below drops again. #}
 {% macro snowflake__create_table_temporary_sql(relation, compiled_code) -%}
     {%- set statement = dbt.snowflake__create_table_temporary_sql(relation, compiled_code) -%}
-    {%- if greenery_snowflake_emulated() -%}
-        {%- if 'create or replace temporary table' not in statement -%}
-            {% do exceptions.raise_compiler_error(
-                "fakesnow emulation: dbt-snowflake's temporary table DDL changed: " ~ statement) %}
-        {%- endif -%}
-        {%- set statement = statement | replace('create or replace temporary table', 'create or replace table') -%}
+    {%- if 'create or replace temporary table' not in statement -%}
+        {% do exceptions.raise_compiler_error(
+            "fakesnow emulation: dbt-snowflake's temporary table DDL changed: " ~ statement) %}
     {%- endif -%}
-    {{ return(statement) }}
+    {{ return(statement | replace('create or replace temporary table', 'create or replace table')) }}
 {%- endmacro %}
 
 
@@ -43,22 +37,17 @@
    DB.SCHEMA.X__dbt_tmp` fails on fakesnow the same way. Emulated, it is dbt-snowflake's own
    statement for an ordinary view (`is_temporary` false), which the incremental materialization
    drops again once merged (`drop_relation_if_exists(tmp_relation)`). Views that are not
-   temporary (every view model) render exactly as before. #}
+   temporary (every view model) render exactly as dbt-snowflake renders them. #}
 {% macro snowflake__create_view_as_with_temp_flag(relation, sql, is_temporary=False) -%}
-    {%- set is_temporary = is_temporary and not greenery_snowflake_emulated() -%}
-    {{ return(dbt.snowflake__create_view_as_with_temp_flag(relation, sql, is_temporary)) }}
+    {{ return(dbt.snowflake__create_view_as_with_temp_flag(relation, sql, False)) }}
 {%- endmacro %}
 
 
 {# The other half of the temporary-table emulation: drop the snapshot's staging table once the
-   snapshot is merged (Snowflake drops a temporary table with its session). Not emulated, this is
-   whatever dbt would have dispatched to: dbt-snowflake has no post_snapshot, so dbt's no-op. #}
+   snapshot is merged (Snowflake drops a temporary table with its session; dbt-snowflake has no
+   post_snapshot of its own, dbt's default does nothing). #}
 {% macro snowflake__post_snapshot(staging_relation) -%}
-    {%- if greenery_snowflake_emulated() -%}
-        {% do adapter.drop_relation(staging_relation) %}
-    {%- else -%}
-        {{ return((dbt.get('snowflake__post_snapshot') or dbt.default__post_snapshot)(staging_relation)) }}
-    {%- endif -%}
+    {% do adapter.drop_relation(staging_relation) %}
 {%- endmacro %}
 
 
@@ -69,18 +58,15 @@
    inserted values qualified by the source alias (which means the same on Snowflake). #}
 {% macro snowflake__snapshot_merge_sql(target, source, insert_cols) -%}
     {%- set statement = dbt.snowflake__snapshot_merge_sql(target, source, insert_cols) -%}
-    {%- if greenery_snowflake_emulated() -%}
-        {%- set bare = "values (" ~ insert_cols | join(', ') ~ ")" -%}
-        {%- set qualified = [] -%}
-        {%- for column in insert_cols -%}
-            {%- do qualified.append("DBT_INTERNAL_SOURCE." ~ column) -%}
-        {%- endfor -%}
-        {%- if bare not in statement -%}
-            {% do exceptions.raise_compiler_error("fakesnow emulation: dbt's snapshot MERGE changed: " ~ statement) %}
-        {%- endif -%}
-        {%- set statement = statement | replace(bare, "values (" ~ qualified | join(', ') ~ ")") -%}
+    {%- set bare = "values (" ~ insert_cols | join(', ') ~ ")" -%}
+    {%- set qualified = [] -%}
+    {%- for column in insert_cols -%}
+        {%- do qualified.append("DBT_INTERNAL_SOURCE." ~ column) -%}
+    {%- endfor -%}
+    {%- if bare not in statement -%}
+        {% do exceptions.raise_compiler_error("fakesnow emulation: dbt's snapshot MERGE changed: " ~ statement) %}
     {%- endif -%}
-    {{ return(statement) }}
+    {{ return(statement | replace(bare, "values (" ~ qualified | join(', ') ~ ")")) }}
 {%- endmacro %}
 
 
@@ -93,7 +79,7 @@
 {% macro snowflake__get_merge_sql(target, source_sql, unique_key, dest_columns, incremental_predicates) -%}
     {%- set statement = dbt.snowflake__get_merge_sql(
         target, source_sql, unique_key, dest_columns, incremental_predicates) -%}
-    {%- if greenery_snowflake_emulated() and unique_key -%}
+    {%- if unique_key -%}
         {%- set names = dest_columns | map(attribute='name') | list -%}
         {%- set bare = "(" ~ get_quoted_csv(names) ~ ")" -%}
         {%- set qualified = [] -%}
@@ -118,11 +104,7 @@
    database"). Emulated, the statement runs without the explicit transaction, in fakesnow's
    autocommit. #}
 {% macro snowflake_dml_explicit_transaction(dml) -%}
-    {%- if greenery_snowflake_emulated() -%}
-        {{ return(dml) }}
-    {%- else -%}
-        {{ return(dbt.snowflake_dml_explicit_transaction(dml)) }}
-    {%- endif -%}
+    {{ return(dml) }}
 {%- endmacro %}
 
 
@@ -142,23 +124,20 @@
 {%- endmacro %}
 
 {% macro run_hooks(hooks, inside_transaction=True) -%}
-    {%- if greenery_snowflake_emulated() -%}
-        {%- set kept = [] -%}
-        {%- for hook in hooks -%}
-            {%- set masking = hook.get('transaction') == inside_transaction
-                and greenery_skipped_masking(render(hook.get('sql'))) -%}
-            {%- if not masking -%}
-                {%- do kept.append(hook) -%}
-            {%- endif -%}
-        {%- endfor -%}
-        {%- set hooks = kept -%}
-    {%- endif -%}
-    {{ return(dbt.run_hooks(hooks, inside_transaction)) }}
+    {%- set kept = [] -%}
+    {%- for hook in hooks -%}
+        {%- set masking = hook.get('transaction') == inside_transaction
+            and greenery_skipped_masking(render(hook.get('sql'))) -%}
+        {%- if not masking -%}
+            {%- do kept.append(hook) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(dbt.run_hooks(kept, inside_transaction)) }}
 {%- endmacro %}
 
 {% macro greenery_skipped_masking(sql) -%}
     {#- Whether `sql` (one statement or several) is masking SQL the emulation skips; logs it if so. -#}
-    {%- if not (greenery_snowflake_emulated() and 'masking policy' in (sql | lower)) -%}
+    {%- if 'masking policy' not in (sql | lower) -%}
         {{ return(false) }}
     {%- endif -%}
     {%- for statement in sql.split('->')[0].split(';') if statement | trim -%}
