@@ -14,7 +14,7 @@ import dagster as dg
 from greenery_orchestration import wap
 from greenery_orchestration.dbt_errors import first_line
 from greenery_orchestration.marts import STAGED
-from greenery_orchestration.settings import duckdb_path, target
+from greenery_orchestration.warehouse import open_warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -115,11 +115,14 @@ def _unpublished_build(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     """Where a run that built but did not publish left its build (wap.py), for inspection."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
     built = {record.event_log_entry.dagster_event.asset_key for record in records}
-    if target() != "duckdb" or not built or wap.PUBLISH_KEY in built:
+    if not built or wap.PUBLISH_KEY in built:
+        return []
+    warehouse = open_warehouse()
+    if not warehouse.stages_builds:
         return []
     return [
         "Nothing was published: readers still see the last good build. This run's build is kept until the next "
-        f"run, as the relations named <schema>.<name>{STAGED} in {duckdb_path()}."
+        f"run, as the relations named <schema>.<name>{STAGED} in {warehouse.location}."
     ]
 
 

@@ -6,10 +6,14 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from greenery_orchestration.settings import DEFAULT_WAIT_SECONDS, docs_dir, duckdb_path, ensure_dagster_home, warehouse_dir
+
+if TYPE_CHECKING:
+    from greenery_orchestration.warehouse import Warehouse
 
 # There is no internet where this runs, and dbt would otherwise try to phone home.
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
@@ -158,8 +162,7 @@ def run(args) -> int:
 
     try:
         with stoppable() as stopper:
-            if not duckdb_path().exists():
-                _require_warehouse()  # nothing to run on: say so without queueing for a turn
+            _require_warehouse_unless_in_use()  # nothing to run on: say so without queueing for a turn
             ensure_dagster_home()
             # Another run may be writing the warehouse: look at it, parse and read it only in our turn.
             with warehouse_turn(args.wait, stopper) as turn:
@@ -214,39 +217,43 @@ def _print_funnel(by: str) -> None:
     import dagster as dg  # noqa: PLC0415
 
     from greenery_orchestration.funnel import as_text, provenance, read_funnel  # noqa: PLC0415
-    from greenery_orchestration.wap import last_publish  # noqa: PLC0415
-    from greenery_orchestration.warehouse import target  # noqa: PLC0415
 
-    if target() != "duckdb":
-        print(f"The funnel is in {target()}'s marts.fct_funnel; `greenery funnel` reads the DuckDB warehouse only.")
-        return
-    path = duckdb_path()
-    if not path.exists():
-        raise UserFacingError(f"no warehouse at {path}: run `greenery sample` and `greenery run` first")
-    _require_warehouse(need_raw=False)
+    warehouse = _require_warehouse(need_raw=False)
     try:
-        with duckdb.connect(str(path), read_only=True) as connection:
-            frame = read_funnel(lambda sql: connection.execute(sql).df(), by)
-            published = last_publish(connection)
-    except duckdb.CatalogException:
-        raise UserFacingError(f"the funnel marts are not built in {path}: run `greenery run`") from None
+        frame = read_funnel(warehouse.read_sql, by)
+    except Exception as error:
+        if "does not exist" not in str(error).lower():  # DuckDB's and Snowflake's words for it
+            raise
+        raise UserFacingError(f"the funnel marts are not built in {warehouse.location}: run `greenery run`") from None
+    published = warehouse.last_publish()
     ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
         about = provenance(instance, published)
-    print(f"\nFunnel by {by} ({path}):")
+    print(f"\nFunnel by {by} ({warehouse.location}):")
     print("\n".join(about) + "\n")
     print(as_text(frame))
 
 
-def _require_warehouse(need_raw: bool = True) -> None:
-    """Refuse, before anything writes, a warehouse file that is missing, corrupt or truncated."""
-    from greenery_orchestration.warehouse import WarehouseUnusable, check_duckdb_warehouse, target  # noqa: PLC0415
+def _require_warehouse_unless_in_use() -> None:
+    from greenery_orchestration.warehouse import is_lock_conflict  # noqa: PLC0415
 
-    if target() == "duckdb":
-        try:
-            check_duckdb_warehouse(duckdb_path(), need_raw=need_raw)
-        except WarehouseUnusable as error:
-            raise UserFacingError(str(error)) from None
+    try:
+        _require_warehouse()
+    except Exception as error:
+        if not is_lock_conflict(error):
+            raise  # held by another run: this one waits for its turn, then looks again
+
+
+def _require_warehouse(need_raw: bool = True) -> "Warehouse":
+    """The warehouse, unless it is missing, corrupt or truncated (refused before anything writes)."""
+    from greenery_orchestration.warehouse import WarehouseUnusable, open_warehouse  # noqa: PLC0415
+
+    warehouse = open_warehouse()
+    try:
+        warehouse.check_usable(need_raw=need_raw)
+    except WarehouseUnusable as error:
+        raise UserFacingError(str(error)) from None
+    return warehouse
 
 
 def _prepare_dbt_manifest() -> None:

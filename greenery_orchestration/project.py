@@ -34,11 +34,6 @@ STAGED_VARS = ("--vars", "{staged: true}")
 PARSES = "parses"
 
 
-def staged() -> bool:
-    """Whether builds are staged for write-audit-publish: on DuckDB (wap.py)."""
-    return target() == "duckdb"
-
-
 class GreeneryDbtCliResource(DbtCliResource):
     """dbt as Dagster runs it, with the warehouse folder pinned to an absolute path, and every
     invocation handed the partial parse of its own settings.

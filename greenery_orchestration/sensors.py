@@ -9,7 +9,7 @@ import dagster as dg
 from greenery_orchestration import alerts
 from greenery_orchestration.assets.sources import freshness_criteria
 from greenery_orchestration.jobs import greenery_docs_and_clone, greenery_production
-from greenery_orchestration.warehouse import WarehouseBusy, newest_loaded_at
+from greenery_orchestration.warehouse import Warehouse, WarehouseBusy
 
 CHAIN_JOBS = [greenery_production, greenery_docs_and_clone]
 
@@ -61,11 +61,11 @@ def _interval() -> int:
     "source goes stale and once when it recovers.",
 )
 def raw_freshness_sensor(
-    context: dg.SensorEvaluationContext, warehouse: dg.ConfigurableResource
+    context: dg.SensorEvaluationContext, warehouse: dg.ResourceParam[Warehouse]
 ) -> dg.SensorResult | dg.SkipReason:
     criteria = freshness_criteria()
     try:
-        newest = newest_loaded_at(warehouse, criteria)
+        newest = warehouse.newest_loaded_at(criteria)
     except WarehouseBusy as busy:
         return dg.SkipReason(f"warehouse busy, trying again next tick: {busy}")
     now = datetime.now(UTC).replace(tzinfo=None)

@@ -1,6 +1,6 @@
 """The publish step of write-audit-publish on Snowflake, as the SQL it will run.
 
-Not used yet: Snowflake builds in place for now (project.py `staged()`), and this is the
+Not used yet: Snowflake builds in place for now (warehouse_snowflake.py `stages_builds`), and this is the
 publish its staged build is to end with. That build writes each schema dbt fills (staging,
 intermediate, snapshots, marts) as `<schema>__staged`, first cloned from the published schema
 (zero-copy, so the incremental models and the snapshot keep their history), and tests it there.

@@ -38,7 +38,7 @@ from greenery_orchestration.rawdata.sample import sample_tables
 from greenery_orchestration.rawdata.schema import raw_columns
 from greenery_orchestration.settings import DBT_PROJECT_DIR, REPO_DIR
 from greenery_orchestration.snowflake_publish import snowflake_swap_sql
-from greenery_orchestration.warehouse import read_sql, warehouse_resource
+from greenery_orchestration.warehouse import warehouse_resource
 from tests.slices import sliced_events
 
 COURSE_DATA = REPO_DIR.parent / "shared" / "greenery"
@@ -368,7 +368,7 @@ def test_a_failed_raw_test_names_one_of_its_rows_through_the_snowflake_resource(
 
     with fakesnow.patch(db_path=str(folder)):
         resource = warehouse_resource().process_config_and_initialize()  # as a run gets it
-        examples = failing_examples(lambda sql: read_sql(resource, sql), manifest, results)
+        examples = failing_examples(resource.read_sql, manifest, results)
 
     named = {manifest["nodes"][test]["name"]: example for test, example in examples.items()}
     assert named.keys() == {

@@ -8,7 +8,7 @@ import pytest
 from dagster_duckdb import DuckDBResource
 from dagster_snowflake import SnowflakeResource
 
-from greenery_orchestration.warehouse import newest_loaded_at, read_sql, warehouse_resource
+from greenery_orchestration.warehouse import warehouse_resource
 
 EVENTS = dg.AssetKey(["raw", "events"])
 
@@ -39,10 +39,8 @@ def test_snowflake_reads_newest_rows_through_dagster_snowflake(snowflake_env, tm
             cursor.execute("create schema if not exists GREENERY.raw")
             cursor.execute("create or replace table GREENERY.raw.events (event_id varchar, created_at timestamp_ntz)")
             cursor.execute("insert into GREENERY.raw.events values ('a', '2026-11-24 10:00:00'), ('b', '2026-11-25 09:30:00')")
-        newest = newest_loaded_at(
-            resource, {EVENTS: {"loaded_at_field": "created_at", "relation_name": "GREENERY.raw.events"}}
-        )
-        counted = read_sql(resource, "select count(*) as events from GREENERY.raw.events")
+        newest = resource.newest_loaded_at({EVENTS: {"loaded_at_field": "created_at", "relation_name": "GREENERY.raw.events"}})
+        counted = resource.read_sql("select count(*) as events from GREENERY.raw.events")
     assert newest == {EVENTS: datetime(2026, 11, 25, 9, 30)}
     assert counted["events"].tolist() == [2]
 

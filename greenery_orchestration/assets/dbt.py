@@ -18,9 +18,9 @@ from greenery_orchestration.assets.examples import EXAMPLE, failing_examples
 from greenery_orchestration.dbt_errors import dbt_failure
 from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS
 from greenery_orchestration.progress import NOTICE
-from greenery_orchestration.project import STAGED_VARS, greenery_project, staged
+from greenery_orchestration.project import STAGED_VARS, greenery_project
 from greenery_orchestration.rawdata.load_log import newest_replacement_since
-from greenery_orchestration.warehouse import WAREHOUSE_POOL, read_sql
+from greenery_orchestration.warehouse import WAREHOUSE_POOL, Warehouse
 
 # The incremental model every other one follows: one row per raw event it has read.
 INCREMENTAL_EVENTS = "marts.fct_events"
@@ -86,11 +86,10 @@ _RAW_TESTS = tests_on_raw_tables(json.loads(greenery_project.manifest_path.read_
     pool=WAREHOUSE_POOL,
 )
 def greenery_snapshots(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ConfigurableResource
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ResourceParam[Warehouse]
 ) -> Iterator:
-    if staged():
-        with warehouse.get_connection() as connection:
-            wap.stage_snapshots(connection, dbt_relations(context.selected_asset_keys).values())
+    if warehouse.stages_builds:
+        warehouse.stage_snapshots(dbt_relations(context.selected_asset_keys).values())
     yield from _dbt_build(context, dbt, warehouse)
 
 
@@ -103,11 +102,11 @@ def greenery_snapshots(
     pool=WAREHOUSE_POOL,
 )
 def greenery_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ConfigurableResource
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ResourceParam[Warehouse]
 ) -> Iterator:
     # Launch with the tag greenery/full_refresh=true to rebuild the incremental models whole.
     full_refresh = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
-    replaced = raw_data_replaced(lambda sql: read_sql(warehouse, sql)) if not full_refresh else None
+    replaced = raw_data_replaced(warehouse.read_sql) if not full_refresh else None
     if replaced:
         # Merging into what the incremental models hold would keep rows whose raw rows are gone.
         context.log.warning(f"{NOTICE}{replaced}: rebuilding the incremental models from scratch (a full refresh).")
@@ -182,11 +181,11 @@ def dbt_relations(keys: Iterable[dg.AssetKey]) -> dict[dg.AssetKey, wap.Relation
 def _dbt_build(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,
-    warehouse: dg.ConfigurableResource,
+    warehouse: Warehouse,
     flags: list[str] = (),
 ) -> Iterator:
     """`dbt build` of the selection; a dbt error that is not a failed test fails the step."""
-    if staged():
+    if warehouse.stages_builds:
         flags = [*flags, *STAGED_VARS]
     # dagster-dbt 0.29 reads `context.op`, deprecated on AssetExecutionContext: hand it the
     # op context it wants, so every run stays free of deprecation warnings.
@@ -201,7 +200,7 @@ def _dbt_build(
     examples = {}
     if failed_checks and (invocation.target_path / "run_results.json").exists():
         results = invocation.get_artifact("run_results.json")["results"]
-        examples = failing_examples(lambda sql: read_sql(warehouse, sql), invocation.manifest, results)
+        examples = failing_examples(warehouse.read_sql, invocation.manifest, results)
     for check in failed_checks:
         example = examples.get(check.metadata["unique_id"].value)
         yield check.with_metadata({**check.metadata, EXAMPLE: example}) if example else check
@@ -211,13 +210,13 @@ def _dbt_build(
         raise failure
 
 
-def _funnel_metadata(context, warehouse: dg.ConfigurableResource, output: dg.Output) -> dict:
+def _funnel_metadata(context, warehouse: Warehouse, output: dg.Output) -> dict:
     # pandas and matplotlib load only in the step that draws the funnel, not with the definitions.
     from greenery_orchestration import funnel  # noqa: PLC0415
 
     by = FUNNEL_REPORTS[context.asset_key_for_output(output.output_name)]
     # The numbers of this build, as they will be published if every test passes.
-    frame = funnel.read_funnel(lambda sql: read_sql(warehouse, sql), by, staged=staged())
+    frame = funnel.read_funnel(warehouse.read_sql, by, staged=warehouse.stages_builds)
     title = "Sessions per funnel step" if by == "step" else "Sessions per product and step"
     return {
         "funnel": funnel.as_table_metadata(frame),

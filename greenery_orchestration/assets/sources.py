@@ -5,21 +5,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
-import duckdb
 from dagster_dbt import DbtCliResource
 from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
 from greenery_orchestration.assets.dbt import greenery_models, tests_on_raw_tables
 from greenery_orchestration.assets.examples import EXAMPLE, failing_examples
 from greenery_orchestration.dbt_errors import dbt_failure
-from greenery_orchestration.settings import duckdb_path, target
-from greenery_orchestration.warehouse import (
-    WAREHOUSE_POOL,
-    WarehouseUnusable,
-    check_duckdb_warehouse,
-    is_lock_conflict,
-    read_sql,
-)
+from greenery_orchestration.settings import target
+from greenery_orchestration.warehouse import WAREHOUSE_POOL, Warehouse, WarehouseUnusable, is_lock_conflict
 
 RAW_GROUP = "raw"
 FRESHNESS_CHECK = "source_freshness"
@@ -57,7 +50,7 @@ def _as_raw_table(spec: dg.AssetSpec) -> dg.AssetSpec:
     metadata = {k: v for k, v in spec.metadata.items() if not k.startswith("dagster_dbt/")}
     return spec.replace_attributes(
         group_name=RAW_GROUP,
-        kinds={"duckdb"},
+        kinds={target()},
         metadata=metadata,
         owners=["team:data-platform"],
     )
@@ -101,9 +94,9 @@ def raw_data_gate() -> dg.AssetChecksDefinition:
         context: dg.AssetCheckExecutionContext,
         config: FreshnessGateConfig,
         dbt: DbtCliResource,
-        warehouse: dg.ConfigurableResource,
+        warehouse: dg.ResourceParam[Warehouse],
     ):
-        _refuse_unusable_warehouse()
+        _refuse_unusable_warehouse(warehouse)
         invocation = dbt.cli(["source", "freshness"], raise_on_error=False).wait()
         if not (invocation.target_path / "sources.json").exists():  # dbt stopped before any source
             raise dbt_failure(invocation)
@@ -117,7 +110,7 @@ def raw_data_gate() -> dg.AssetChecksDefinition:
         if not (invocation.target_path / "run_results.json").exists():
             raise dbt_failure(invocation)
         results = invocation.get_artifact("run_results.json")["results"]
-        examples = failing_examples(lambda sql: read_sql(warehouse, sql), raw_manifest()[0], results)
+        examples = failing_examples(warehouse.read_sql, raw_manifest()[0], results)
         for result in results:
             if result["status"] != "error":
                 yield _test_result(*tests[result["unique_id"]], result, examples.get(result["unique_id"]))
@@ -143,17 +136,15 @@ def _test_result(name: str, key: dg.AssetKey, result: dict, example: str | None)
     )
 
 
-def _refuse_unusable_warehouse(wait_seconds: float = 120) -> None:
-    """Stop the chain before any step writes when the DuckDB file is corrupt or truncated."""
-    if target() != "duckdb":
-        return
+def _refuse_unusable_warehouse(warehouse: Warehouse, wait_seconds: float = 120) -> None:
+    """Stop the chain before any step writes when the warehouse is corrupt, truncated or empty."""
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            return check_duckdb_warehouse(duckdb_path())
+            return warehouse.check_usable()
         except WarehouseUnusable as error:
             raise dg.Failure(description=str(error)) from None
-        except duckdb.Error as error:
+        except Exception as error:
             # Another step of this run (the tests on raw tables) may hold the file for a moment.
             if not is_lock_conflict(error) or time.monotonic() > deadline:
                 raise

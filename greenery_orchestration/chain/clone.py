@@ -7,13 +7,12 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-from dagster_duckdb import DuckDBResource
 
 from greenery_orchestration.assets.sources import raw_manifest
-from greenery_orchestration.chain.masking import masking_salt, pii_columns
-from greenery_orchestration.settings import PROD, duckdb_memory_limit, duckdb_path, target, warehouse_dir
+from greenery_orchestration.chain.masking import pii_columns
+from greenery_orchestration.settings import duckdb_memory_limit, target
 from greenery_orchestration.wap import create_views
-from greenery_orchestration.warehouse import WAREHOUSE_POOL, WAREHOUSE_RETRY
+from greenery_orchestration.warehouse import WAREHOUSE_POOL, WAREHOUSE_RETRY, Warehouse
 
 ENVIRONMENTS = ["dev", "ci"]
 
@@ -127,27 +126,8 @@ def environment_clones(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
     )(_clone)
 
 
-def _clone(context: dg.AssetExecutionContext, warehouse: dg.ConfigurableResource) -> Iterator:
-    if not isinstance(warehouse, DuckDBResource):
-        for environment in ENVIRONMENTS:
-            database, role = snowflake_environment(environment)
-            statements = snowflake_clone_sql(os.environ["SNOWFLAKE_DATABASE"], database, role)
-            with warehouse.get_connection() as connection:
-                for statement in statements:
-                    connection.cursor().execute(statement)
-            context.log.info(f"Cloned prod into {database}, usage granted to {role}")
-            yield dg.MaterializeResult(
-                asset_key=["environments", environment], metadata={"database": database, "role": role}
-            )
-        return
+def _clone(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]) -> Iterator:
     manifest, _, _ = raw_manifest()
-    paths = [duckdb_path(environment) for environment in ENVIRONMENTS]
-    copied = clone_duckdb(
-        duckdb_path(PROD), paths[0], pii_columns(manifest), masking_salt(warehouse_dir()), also_to=paths[1:]
-    )
-    context.log.info(f"Cloned {len(copied)} tables from prod into {', '.join(map(str, paths))}, PII masked")
-    for environment, path in zip(ENVIRONMENTS, paths, strict=True):
-        yield dg.MaterializeResult(
-            asset_key=["environments", environment],
-            metadata={"path": str(path), "tables": len(copied), "rows": sum(copied.values())},
-        )
+    for environment, metadata in warehouse.clone(ENVIRONMENTS, pii_columns(manifest)):
+        context.log.info(f"Cloned prod into {environment}, PII masked: {metadata}")
+        yield dg.MaterializeResult(asset_key=["environments", environment], metadata=metadata)

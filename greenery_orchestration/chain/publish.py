@@ -6,9 +6,9 @@ import dagster as dg
 
 from greenery_orchestration import wap
 from greenery_orchestration.assets.dbt import dbt_relations, greenery_snapshots
-from greenery_orchestration.project import dbt_code_version, staged
+from greenery_orchestration.project import dbt_code_version
 from greenery_orchestration.settings import target
-from greenery_orchestration.warehouse import WAREHOUSE_POOL
+from greenery_orchestration.warehouse import WAREHOUSE_POOL, Warehouse
 
 
 def publish(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
@@ -27,14 +27,11 @@ def publish(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
     )(_publish)
 
 
-def _publish(context: dg.AssetExecutionContext, warehouse: dg.ConfigurableResource) -> dg.MaterializeResult:
+def _publish(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
     built = dbt_relations(_materialized_in_this_run(context))
-    if not staged():
-        # Snowflake builds in place for now; its staged build will publish by schema swaps
-        # (snowflake_publish.snowflake_swap_sql).
+    if not warehouse.stages_builds:
         return dg.MaterializeResult(metadata={"relations": len(built), "staged": False})
-    with warehouse.get_connection() as connection:
-        counts = wap.publish(connection, built.values(), context.run.run_id, dbt_code_version())
+    counts = warehouse.publish(built.values(), context.run.run_id, dbt_code_version())
     context.log.info(f"Published {len(built)} relations built by this run")
     return dg.MaterializeResult(
         metadata={

@@ -16,7 +16,7 @@ from dagster_snowflake import SnowflakeResource
 from snowflake.connector.pandas_tools import write_pandas
 
 from greenery_orchestration.rawdata.schema import raw_columns
-from greenery_orchestration.warehouse import newest_loaded_at, read_sql, warehouse_resource
+from greenery_orchestration.warehouse import warehouse_resource
 from tests.test_snowflake import sample_raw_tables
 
 DBT = str(Path(sys.executable).with_name("dbt"))
@@ -103,10 +103,10 @@ def test_dbt_builds_the_staging_layer_and_dagster_snowflake_reads_it(snowflake_s
     }
     with snowflake_server.in_process():
         resource = resource.process_config_and_initialize()  # as a run gets it: variables resolved
-        counts = read_sql(resource, " union all ".join(
+        counts = resource.read_sql(" union all ".join(
             f"select '{table}' as source, count(*) as staged from GREENERY.staging.{model}" for table, model in STAGING.items()
         ))
-        newest = newest_loaded_at(resource, {
+        newest = resource.newest_loaded_at({
             dg.AssetKey(["raw", table]): {"loaded_at_field": "created_at", "relation_name": f"GREENERY.raw.{table}"}
             for table in ("events", "orders")
         })

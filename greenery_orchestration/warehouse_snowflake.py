@@ -1,0 +1,103 @@
+"""The production warehouse: a Snowflake database, reached through dagster-snowflake's resource."""
+
+import os
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
+
+import dagster as dg
+from dagster_snowflake import SnowflakeResource
+
+from greenery_orchestration.settings import snowflake_endpoint
+from greenery_orchestration.warehouse import WarehouseUnusable, newest_sql
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from greenery_orchestration.wap import Relation
+
+
+class SnowflakeWarehouse(SnowflakeResource):
+    """SNOWFLAKE_DATABASE: its schema raw, the schemas dbt builds, and a clone per environment."""
+
+    kind: ClassVar[str] = "snowflake"
+
+    @property
+    def location(self) -> str:
+        return f"Snowflake database {self.database}"
+
+    @property
+    def stages_builds(self) -> bool:
+        # Snowflake builds in place for now; its staged build will publish by schema swaps
+        # (snowflake_publish.snowflake_swap_sql).
+        return False
+
+    def read_sql(self, sql: str) -> "pd.DataFrame":
+        import pandas as pd  # noqa: PLC0415
+
+        with self.get_connection() as connection:
+            cursor = connection.cursor()
+            cursor.execute(sql)
+            frame = pd.DataFrame(cursor.fetchall(), columns=[column[0] for column in cursor.description])
+        return frame.rename(columns=str.lower)
+
+    def newest_loaded_at(self, criteria: Mapping[dg.AssetKey, dict]) -> dict[dg.AssetKey, datetime | None]:
+        import pandas as pd  # noqa: PLC0415
+
+        newest = {}
+        for key, criterion in criteria.items():
+            value = self.read_sql(newest_sql(criterion))["newest"].iloc[0]
+            newest[key] = None if pd.isna(value) else pd.Timestamp(value).tz_localize(None).to_pydatetime()
+        return newest
+
+    def check_usable(self, need_raw: bool = True) -> None:
+        if not need_raw:
+            return
+        tables = self.read_sql(
+            f"select count(*) as tables from {self.database}.information_schema.tables where lower(table_schema) = 'raw'"
+        )["tables"].iloc[0]
+        if not tables:
+            raise WarehouseUnusable(
+                f"no raw tables in {self.location}: run `greenery sample` or `greenery load-csv DIR` first"
+            )
+
+    def stage_snapshots(self, snapshots: Iterable["Relation"]) -> None:
+        raise NotImplementedError("Snowflake builds in place: nothing is staged")
+
+    def publish(self, built: Iterable["Relation"], run_id: str, code_version: str) -> dict[str, int]:
+        raise NotImplementedError("Snowflake builds in place: nothing is published")
+
+    def last_publish(self) -> tuple[str, datetime] | None:
+        return None
+
+    def clone(self, environments: list[str], pii: dict[str, list[str]]) -> Iterable[tuple[str, dict]]:
+        # Masking policies travel with a zero-copy clone: `pii` is already masked there.
+        from greenery_orchestration.chain.clone import snowflake_clone_sql, snowflake_environment  # noqa: PLC0415
+
+        for environment in environments:
+            database, role = snowflake_environment(environment)
+            with self.get_connection() as connection:
+                for statement in snowflake_clone_sql(self.database, database, role):
+                    connection.cursor().execute(statement)
+            yield environment, {"database": database, "role": role}
+
+
+def snowflake_warehouse() -> SnowflakeWarehouse:
+    # EnvVar: resolved when a run or sensor starts, and never shown in the UI or the logs.
+    key_path = os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")
+    return SnowflakeWarehouse(
+        account=dg.EnvVar("SNOWFLAKE_ACCOUNT"),
+        user=dg.EnvVar("SNOWFLAKE_USER"),
+        role=dg.EnvVar("SNOWFLAKE_ROLE"),
+        warehouse=dg.EnvVar("SNOWFLAKE_WAREHOUSE"),
+        database=dg.EnvVar("SNOWFLAKE_DATABASE"),
+        **(
+            {"private_key_path": dg.EnvVar("SNOWFLAKE_PRIVATE_KEY_PATH")}
+            if key_path
+            else {"password": dg.EnvVar("SNOWFLAKE_PASSWORD")}
+        ),
+        # The resource has no fields for host, port and protocol. Without the zero timeout the
+        # connector probes cloud metadata endpoints at every login, which only workload
+        # identity authentication needs; dbt-snowflake turns the probe off the same way.
+        additional_snowflake_connection_args={**snowflake_endpoint(), "platform_detection_timeout_seconds": 0.0},
+    )
