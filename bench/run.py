@@ -322,8 +322,9 @@ def bare_chain(warehouse: Path, env: dict) -> dict:
     clone = f"""
 import json
 from pathlib import Path
-from greenery_orchestration.chain.clone import clone_duckdb
-from greenery_orchestration.chain.masking import masking_salt, pii_columns
+from greenery_orchestration.warehouse_duckdb import clone_duckdb
+from greenery_orchestration.chain.masking import pii_columns
+from greenery_orchestration.settings import masking_salt
 w = Path({str(warehouse)!r})
 pii = pii_columns(json.loads(Path({str(target / "manifest.json")!r}).read_text()))
 clone_duckdb(w / "prod.duckdb", w / "dev.duckdb", pii, masking_salt(w), also_to=[w / "ci.duckdb"])

@@ -5,7 +5,6 @@ mailto://…, json://host:port/path), so a team picks its channels without code 
 """
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ import dagster as dg
 from greenery_orchestration import wap
 from greenery_orchestration.dbt_errors import first_line
 from greenery_orchestration.marts import STAGED
+from greenery_orchestration.settings import alert_urls, ui_url
 from greenery_orchestration.warehouse import open_warehouse
 
 logger = logging.getLogger(__name__)
@@ -26,12 +26,6 @@ class Alert:
     body: str
 
 
-def alert_urls() -> list[str]:
-    return [url.strip() for url in os.environ.get("GREENERY_ALERT_URLS", "").split(",") if url.strip()]
-
-
-def ui_url() -> str:
-    return os.environ.get("GREENERY_UI_URL", "http://127.0.0.1:3000").rstrip("/")
 
 
 def send(alert: Alert) -> bool:

@@ -1,7 +1,6 @@
 """What happens between and after runs: the second job, alerts, and raw-data freshness."""
 
 import json
-import os
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -9,6 +8,7 @@ import dagster as dg
 from greenery_orchestration import alerts
 from greenery_orchestration.assets.sources import freshness_criteria
 from greenery_orchestration.jobs import greenery_docs_and_clone, greenery_production
+from greenery_orchestration.settings import freshness_sensor_seconds
 from greenery_orchestration.warehouse import Warehouse, WarehouseBusy
 
 CHAIN_JOBS = [greenery_production, greenery_docs_and_clone]
@@ -50,12 +50,8 @@ def _send_run_alert(context: dg.RunStatusSensorContext) -> None:
         alerts.send(alert)
 
 
-def _interval() -> int:
-    return int(os.environ.get("GREENERY_FRESHNESS_SENSOR_SECONDS", "600"))
-
-
 @dg.sensor(
-    minimum_interval_seconds=_interval(),
+    minimum_interval_seconds=freshness_sensor_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Newest row of each raw source with dbt freshness thresholds; alerts once when a "
     "source goes stale and once when it recovers.",

@@ -5,6 +5,7 @@ environment (a test, a CLI flag) sees the change.
 """
 
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -60,6 +61,49 @@ def snowflake_endpoint() -> dict[str, str | int]:
             raise ValueError(f"SNOWFLAKE_PROTOCOL must be http or https, not {protocol!r}")
         endpoint["protocol"] = protocol
     return endpoint
+
+
+def snowflake_key_pair() -> bool:
+    """Key-pair authentication when SNOWFLAKE_PRIVATE_KEY_PATH is set, else SNOWFLAKE_PASSWORD (as the dbt profile)."""
+    return bool(os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH"))
+
+
+def snowflake_environment(environment: str) -> tuple[str, str]:
+    """The environment's database and role: GREENERY_<ENV>_DATABASE / _ROLE, else <PROD>_<ENV>, <ENV>_ROLE."""
+    prefix = f"GREENERY_{environment.upper()}"
+    database = os.environ.get(f"{prefix}_DATABASE") or f"{os.environ['SNOWFLAKE_DATABASE']}_{environment}".upper()
+    return database, os.environ.get(f"{prefix}_ROLE") or f"{environment}_ROLE".upper()
+
+
+def masking_salt(warehouse_dir: Path) -> str:
+    """GREENERY_MASKING_SALT, else a random salt kept beside the warehouse (never printed)."""
+    if os.environ.get("GREENERY_MASKING_SALT"):
+        return os.environ["GREENERY_MASKING_SALT"]
+    salt_file = warehouse_dir / ".masking_salt"
+    if not salt_file.exists():
+        salt_file.write_text(secrets.token_hex(16))
+        salt_file.chmod(0o600)
+    return salt_file.read_text().strip()
+
+
+def alert_urls() -> list[str]:
+    """GREENERY_ALERT_URLS: where alerts go (Apprise URLs, comma-separated); none by default."""
+    return [url.strip() for url in os.environ.get("GREENERY_ALERT_URLS", "").split(",") if url.strip()]
+
+
+def ui_url() -> str:
+    """GREENERY_UI_URL: the Dagster UI that alerts link to."""
+    return os.environ.get("GREENERY_UI_URL", "http://127.0.0.1:3000").rstrip("/")
+
+
+def production_cron() -> tuple[str, str]:
+    """GREENERY_SCHEDULE_CRON (default every 3 hours, 06:00 to 21:00) in GREENERY_SCHEDULE_TIMEZONE."""
+    return os.environ.get("GREENERY_SCHEDULE_CRON", "0 6-21/3 * * *"), os.environ.get("GREENERY_SCHEDULE_TIMEZONE", "UTC")
+
+
+def freshness_sensor_seconds() -> int:
+    """GREENERY_FRESHNESS_SENSOR_SECONDS: how often the freshness sensor looks at the raw tables."""
+    return int(os.environ.get("GREENERY_FRESHNESS_SENSOR_SECONDS", "600"))
 
 
 def docs_dir() -> Path:

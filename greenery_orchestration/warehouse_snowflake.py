@@ -1,6 +1,5 @@
 """The production warehouse: a Snowflake database, reached through dagster-snowflake's resource."""
 
-import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
@@ -8,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 import dagster as dg
 from dagster_snowflake import SnowflakeResource
 
-from greenery_orchestration.settings import snowflake_endpoint
+from greenery_orchestration.settings import snowflake_endpoint, snowflake_environment, snowflake_key_pair
 from greenery_orchestration.warehouse import WarehouseUnusable, newest_sql
 
 if TYPE_CHECKING:
@@ -72,8 +71,6 @@ class SnowflakeWarehouse(SnowflakeResource):
 
     def clone(self, environments: list[str], pii: dict[str, list[str]]) -> Iterable[tuple[str, dict]]:
         # Masking policies travel with a zero-copy clone: `pii` is already masked there.
-        from greenery_orchestration.chain.clone import snowflake_clone_sql, snowflake_environment  # noqa: PLC0415
-
         for environment in environments:
             database, role = snowflake_environment(environment)
             with self.get_connection() as connection:
@@ -82,9 +79,19 @@ class SnowflakeWarehouse(SnowflakeResource):
             yield environment, {"database": database, "role": role}
 
 
+def snowflake_clone_sql(prod_database: str, environment_database: str, role: str) -> list[str]:
+    """Zero-copy clone of prod, readable by the environment's role; policies travel with it."""
+    return [
+        f"create or replace database {environment_database} clone {prod_database}",
+        f"grant usage on database {environment_database} to role {role}",
+        f"grant usage on all schemas in database {environment_database} to role {role}",
+        f"grant select on all tables in database {environment_database} to role {role}",
+        f"grant select on all views in database {environment_database} to role {role}",
+    ]
+
+
 def snowflake_warehouse() -> SnowflakeWarehouse:
     # EnvVar: resolved when a run or sensor starts, and never shown in the UI or the logs.
-    key_path = os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH")
     return SnowflakeWarehouse(
         account=dg.EnvVar("SNOWFLAKE_ACCOUNT"),
         user=dg.EnvVar("SNOWFLAKE_USER"),
@@ -93,7 +100,7 @@ def snowflake_warehouse() -> SnowflakeWarehouse:
         database=dg.EnvVar("SNOWFLAKE_DATABASE"),
         **(
             {"private_key_path": dg.EnvVar("SNOWFLAKE_PRIVATE_KEY_PATH")}
-            if key_path
+            if snowflake_key_pair()
             else {"password": dg.EnvVar("SNOWFLAKE_PASSWORD")}
         ),
         # The resource has no fields for host, port and protocol. Without the zero timeout the

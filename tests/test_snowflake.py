@@ -31,7 +31,7 @@ import sqlglot
 from sqlglot import exp
 
 from greenery_orchestration.assets.examples import failing_examples
-from greenery_orchestration.chain.clone import snowflake_clone_sql
+from greenery_orchestration.warehouse_snowflake import snowflake_clone_sql
 from greenery_orchestration.chain.masking import pii_columns
 from greenery_orchestration.rawdata.load_csv import load_csv_dir, replace_raw_tables
 from greenery_orchestration.rawdata.sample import sample_tables

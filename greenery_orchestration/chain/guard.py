@@ -37,7 +37,7 @@ from pathlib import Path
 import dagster as dg
 
 from greenery_orchestration import alerts
-from greenery_orchestration.settings import DEFAULT_WAIT_SECONDS, warehouse_dir
+from greenery_orchestration.settings import DEFAULT_WAIT_SECONDS, ui_url, warehouse_dir
 from greenery_orchestration.warehouse import WAREHOUSE_POOL
 
 HOLDER_JOB = "greenery_run"
@@ -527,7 +527,7 @@ def _mark_dead(instance: dg.DagsterInstance, run: dg.DagsterRun, process: str, b
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
     print(f"Marked run {run.run_id[:8]} of {run.job_name} failed: its process ({process}) is gone.", flush=True)
     if run.job_name != HOLDER_JOB:  # no job of ours: the alert goes with its process's job run
-        body = f"Run {run.run_id[:8]} of {run.job_name} failed.\n{message}\nRun: {alerts.ui_url()}/runs/{run.run_id}"
+        body = f"Run {run.run_id[:8]} of {run.job_name} failed.\n{message}\nRun: {ui_url()}/runs/{run.run_id}"
         alerts.send(alerts.Alert("failure", f"[greenery] {run.job_name} failed", body))
 
 

@@ -1,9 +1,6 @@
 """PII masking, from the `meta: {pii: true}` declarations in the dbt YAML (and nowhere else)."""
 
-import os
-import secrets
 from collections.abc import Sequence
-from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import DbtCliResource
@@ -28,15 +25,6 @@ def pii_columns(manifest: dict) -> dict[str, list[str]]:
     return found
 
 
-def masking_salt(warehouse_dir: Path) -> str:
-    """GREENERY_MASKING_SALT, else a random salt kept beside the warehouse (never printed)."""
-    if os.environ.get("GREENERY_MASKING_SALT"):
-        return os.environ["GREENERY_MASKING_SALT"]
-    salt_file = warehouse_dir / ".masking_salt"
-    if not salt_file.exists():
-        salt_file.write_text(secrets.token_hex(16))
-        salt_file.chmod(0o600)
-    return salt_file.read_text().strip()
 
 
 def pii_masking(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:

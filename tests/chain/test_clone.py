@@ -4,7 +4,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from greenery_orchestration.chain.clone import clone_duckdb, snowflake_clone_sql
+from greenery_orchestration.warehouse_duckdb import clone_duckdb
+from greenery_orchestration.warehouse_snowflake import snowflake_clone_sql
 
 
 def _pii_values(prod):
