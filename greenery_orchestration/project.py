@@ -10,15 +10,20 @@ import time
 import uuid
 from collections.abc import Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
+from packaging import version
 
 from greenery_orchestration.settings import DBT_PROJECT_DIR, target, warehouse_dir
 
 greenery_project = DbtProject(
     project_dir=DBT_PROJECT_DIR,
     target=target(),
+    # A folder per target: a manifest names its target's relations, and a DuckDB run and a
+    # Snowflake run on one machine must not read each other's.
+    target_path=Path("target") / target(),
 )
 # Under `dagster dev` the manifest is re-parsed on load; everywhere else it is prepared once
 # (`greenery prepare`, the image build) and only read here.
@@ -54,6 +59,14 @@ class GreeneryDbtCliResource(DbtCliResource):
             target_path.mkdir(parents=True)
             shutil.copy(parse, target_path / "partial_parse.msgpack")
         return super().cli(args, target_path=target_path, context=context, **kwargs)
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        # dagster-dbt asks `dbt --version`, which asks pypi.org for the newest release: nothing may
+        # leave the machine, and the executable is this environment's dbt-core (dbt_resource()).
+        from dbt.version import __version__  # noqa: PLC0415
+
+        return version.parse(__version__)
 
     def _parse(self, variables: Sequence[str]) -> Path:
         target = greenery_project.manifest_path.parent

@@ -63,6 +63,13 @@ def snowflake_endpoint() -> dict[str, str | int]:
     return endpoint
 
 
+def snowflake_emulated() -> bool:
+    """GREENERY_SNOWFLAKE_EMULATED=true: the Snowflake target runs on fakesnow (the tests), which
+    cannot run database clones, grants, masking policies or schema swaps; the nearest statements it
+    can run stand in for them, and the real ones are only rendered."""
+    return os.environ.get("GREENERY_SNOWFLAKE_EMULATED", "false").lower() == "true"
+
+
 def snowflake_key_pair() -> bool:
     """Key-pair authentication when SNOWFLAKE_PRIVATE_KEY_PATH is set, else SNOWFLAKE_PASSWORD (as the dbt profile)."""
     return bool(os.environ.get("SNOWFLAKE_PRIVATE_KEY_PATH"))

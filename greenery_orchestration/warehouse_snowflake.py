@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 import dagster as dg
 from dagster_snowflake import SnowflakeResource
 
-from greenery_orchestration.settings import snowflake_endpoint, snowflake_environment, snowflake_key_pair
+from greenery_orchestration.settings import snowflake_emulated, snowflake_endpoint, snowflake_environment, snowflake_key_pair
 from greenery_orchestration.warehouse import WarehouseUnusable, newest_sql
 
 if TYPE_CHECKING:
@@ -73,9 +73,13 @@ class SnowflakeWarehouse(SnowflakeResource):
         # Masking policies travel with a zero-copy clone: `pii` is already masked there.
         for environment in environments:
             database, role = snowflake_environment(environment)
+            statements = snowflake_clone_sql(self.database, database, role)
             with self.get_connection() as connection:
-                for statement in snowflake_clone_sql(self.database, database, role):
-                    connection.cursor().execute(statement)
+                cursor = connection.cursor()
+                if snowflake_emulated():
+                    statements = _emulated_clone_sql(cursor, self.database, database)
+                for statement in statements:
+                    cursor.execute(statement)
             yield environment, {"database": database, "role": role}
 
 
@@ -88,6 +92,23 @@ def snowflake_clone_sql(prod_database: str, environment_database: str, role: str
         f"grant select on all tables in database {environment_database} to role {role}",
         f"grant select on all views in database {environment_database} to role {role}",
     ]
+
+
+def _emulated_clone_sql(cursor, prod_database: str, environment_database: str) -> list[str]:
+    """fakesnow's nearest to a database clone: its `database … clone` makes an empty database, and
+    it has no grants; a table clone copies the rows. Views are not cloned."""
+    cursor.execute(
+        f"select table_schema, table_name from {prod_database}.information_schema.tables "
+        "where table_type = 'BASE TABLE' and lower(table_schema) <> 'information_schema' order by 1, 2"
+    )
+    tables = cursor.fetchall()
+    statements = [f"create database if not exists {environment_database}"]
+    statements += [f"create schema if not exists {environment_database}.{schema}" for schema in sorted({s for s, _ in tables})]
+    statements += [
+        f"create or replace table {environment_database}.{schema}.{name} clone {prod_database}.{schema}.{name}"
+        for schema, name in tables
+    ]
+    return statements
 
 
 def snowflake_warehouse() -> SnowflakeWarehouse:

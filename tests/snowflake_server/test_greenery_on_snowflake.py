@@ -1,0 +1,121 @@
+"""The whole service on the Snowflake target, as a user runs it: `greenery` commands in
+subprocesses with GREENERY_TARGET=snowflake, reaching fakesnow's HTTP server through the real
+connector, dbt-snowflake and dagster-snowflake. Nothing is patched in those processes."""
+
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import COURSE_DATA, AlertInbox
+from tests.test_ui import Dagster, _free_port, _wait_until_up
+
+GREENERY = str(Path(sys.executable).with_name("greenery"))
+COMMAND_TIMEOUT_SECONDS = 900  # a chain run here takes 2-4 minutes; never wait forever on one
+
+
+@pytest.fixture(autouse=True)
+def stays_on_loopback(snowflake_server):
+    before = len(snowflake_server.outbound())
+    yield
+    assert snowflake_server.outbound()[before:] == []
+
+
+@pytest.fixture
+def account(snowflake_server, tmp_path):
+    """A database of this test's own on the server, and the local folders a user has."""
+    inbox = AlertInbox()
+    database = f"GREENERY_{uuid.uuid4().hex[:6].upper()}"
+    env = {
+        "SNOWFLAKE_DATABASE": database,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "GREENERY_WAREHOUSE_DIR": str(tmp_path / "warehouse"),  # the run lock's folder
+        "GREENERY_DOCS_DIR": str(tmp_path / "docs-site"),
+        "GREENERY_ALERT_URLS": inbox.url,
+    }
+
+    def greenery(*args: str, **extra: str):
+        return snowflake_server.run([GREENERY, *args], timeout=COMMAND_TIMEOUT_SECONDS, env={**env, **extra},
+                                    cwd=tmp_path)
+
+    greenery.database, greenery.inbox, greenery.env = database, inbox, env
+    yield greenery
+    inbox.server.shutdown()
+    inbox.server.server_close()
+
+
+def _funnel_sessions(output: str) -> list[int]:
+    rows = [line.split("|") for line in output.splitlines() if line.startswith("|") and line.split("|")[1].strip().isdigit()]
+    return [int(row[3]) for row in rows]
+
+
+@pytest.mark.skipif(not (COURSE_DATA / "events.csv").exists(), reason=f"the course data is not at {COURSE_DATA}")
+def test_load_run_and_funnel_on_snowflake_give_the_course_funnel(account, snowflake_server):
+    loaded = account("load-csv", str(COURSE_DATA))
+    assert loaded.returncode == 0, loaded.stdout[-3000:] + loaded.stderr[-3000:]
+    events = pd.read_csv(COURSE_DATA / "events.csv")
+    assert f"raw.events: {len(events):,} rows" in loaded.stdout
+
+    ran = account("run", "--allow-stale")  # the course data ends in February 2021
+    assert ran.returncode == 0, ran.stdout[-5000:] + ran.stderr[-3000:]
+    # The funnel `run` prints, and `funnel` reads again, through the connector.
+    expected = [
+        events.loc[events.event_type == step, "session_id"].nunique()
+        for step in ("page_view", "add_to_cart", "checkout")
+    ]
+    assert expected == [578, 467, 361]
+    assert _funnel_sessions(ran.stdout) == expected
+    shown = account("funnel")
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert f"Snowflake database {account.database}" in shown.stdout
+    assert _funnel_sessions(shown.stdout) == expected
+
+    # The clones hold prod's tables (fakesnow's nearest to a zero-copy clone: per-table clones).
+    with snowflake_server.in_process(), snowflake_server.connect() as connection:
+        cursor = connection.cursor()
+        counts = {}
+        for database in (account.database, f"{account.database}_DEV", f"{account.database}_CI"):
+            cursor.execute(f"select count(*) from {database}.marts.fct_events")
+            counts[database] = cursor.fetchone()[0]
+    assert set(counts.values()) == {len(events)}, counts
+
+    # No secret in anything a user or an alert reader sees.
+    secret = snowflake_server.env["SNOWFLAKE_PASSWORD"]
+    seen = loaded.stdout + loaded.stderr + ran.stdout + ran.stderr + shown.stdout + str(account.inbox.received)
+    assert secret not in seen
+    for folder in (Path(account.env["DAGSTER_HOME"]), Path(account.env["GREENERY_DOCS_DIR"])):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
+
+
+def test_greenery_ui_on_snowflake_serves_the_asset_graph_duckdb_does(account, snowflake_server, tmp_path):
+    from greenery_orchestration.definitions import defs  # this process: the DuckDB target
+
+    graph = defs().resolve_asset_graph()
+    expected = {
+        key.to_user_string(): sorted(parent.to_user_string() for parent in graph.get(key).parent_keys)
+        for key in graph.get_all_asset_keys()
+    }
+    port = _free_port()
+    log_path = tmp_path / "ui.log"
+    with log_path.open("w") as log:
+        ui = subprocess.Popen(
+            [GREENERY, "ui", "--port", str(port)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+            env={**snowflake_server.env, **account.env, "GREENERY_SCHEDULE_CRON": "0 0 1 1 *"},
+        )
+        try:
+            dagster = Dagster(port)
+            _wait_until_up(dagster, ui, log_path)
+            nodes = dagster.gql("{ assetNodes { assetKey { path } dependencyKeys { path } kinds } }")["assetNodes"]
+        finally:
+            ui.send_signal(signal.SIGTERM)
+            ui.wait(timeout=60)
+    served = {"/".join(n["assetKey"]["path"]): sorted("/".join(d["path"]) for d in n["dependencyKeys"]) for n in nodes}
+    assert served == expected
+    assert {"snowflake"} <= {kind for node in nodes for kind in node["kinds"]}
+    assert "duckdb" not in {kind for node in nodes for kind in node["kinds"]}
