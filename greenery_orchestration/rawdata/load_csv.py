@@ -10,7 +10,8 @@ from greenery_orchestration.rawdata.load_log import record_load
 from greenery_orchestration.rawdata.schema import RAW_SCHEMA, pii_columns, raw_columns
 
 __all__ = [
-    "RawDataError", "is_write_failure", "load_csv_dir", "replace_raw_tables", "rollback", "write_failure",
+    "RawDataError", "is_write_failure", "load_csv_dir", "load_csv_source", "replace_raw_tables", "rollback",
+    "stage_csv_dir", "typed_select", "write_failure",
 ]
 
 _SHOWN_VALUE_CHARS = 40
@@ -37,15 +38,23 @@ def load_csv_dir(con: duckdb.DuckDBPyConnection, folder: Path, source: str | Non
     Returns the row count per table. Nothing is written unless every file is valid. The load is
     logged (see load_log) as `source`, by default 'load-csv <folder name>'.
     """
+    staged = stage_csv_dir(con, folder)
+    return replace_raw_tables(con, staged, source=source or load_csv_source(folder))
+
+
+def load_csv_source(folder: Path) -> str:
+    """The load log's `source` of `greenery load-csv`, on either warehouse."""
+    return f"load-csv {folder.resolve().name}"
+
+
+def stage_csv_dir(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, str]:
+    """Validate every CSV in `folder` and cast it into a temp table of `con`; returns {table:
+    temp table}. Raises RawDataError, in one line, at the first problem; writes nothing else."""
     check_folder(folder)
     con.execute("set TimeZone = 'UTC'")
     for table, columns in raw_columns().items():
         _stage_csv(con, folder / f"{table}.csv", table, columns)
-    return replace_raw_tables(
-        con,
-        {table: f"_staged_{table}" for table in raw_columns()},
-        source=source or f"load-csv {folder.resolve().name}",
-    )
+    return {table: f"_staged_{table}" for table in raw_columns()}
 
 
 def replace_raw_tables(
@@ -61,13 +70,7 @@ def replace_raw_tables(
     try:
         con.execute(f"create schema if not exists {RAW_SCHEMA}")
         for table, relation in tables.items():
-            columns = ", ".join(
-                f"cast({name} as {data_type}) as {name}"
-                for name, data_type in raw_columns()[table].items()
-            )
-            con.execute(
-                f"create or replace table {RAW_SCHEMA}.{table} as select {columns} from {relation}"
-            )
+            con.execute(f"create or replace table {RAW_SCHEMA}.{table} as {typed_select(table, relation)}")
         counts = {
             table: con.execute(f"select count(*) from {RAW_SCHEMA}.{table}").fetchall()[0][0]
             for table in tables
@@ -78,6 +81,13 @@ def replace_raw_tables(
         rollback(con)
         raise
     return counts
+
+
+def typed_select(table: str, relation: str) -> str:
+    """DuckDB SQL selecting the raw `table`'s declared columns, in order and cast to their
+    declared types, from `relation`."""
+    columns = ", ".join(f"cast({name} as {data_type}) as {name}" for name, data_type in raw_columns()[table].items())
+    return f"select {columns} from {relation}"
 
 
 def rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -21,7 +21,7 @@ LOAD_LOG = "ops.load_log"
 _SCHEMA, _TABLE = LOAD_LOG.split(".")
 MODES = ("replace", "append")
 
-_COLUMNS = {
+COLUMNS = {
     "load_id": "varchar not null",  # a UUID
     "loaded_at": "timestamp not null",  # naive UTC, like every timestamp in the warehouse
     "mode": "varchar not null",  # 'replace' (every raw table rewritten) or 'append'
@@ -38,17 +38,25 @@ def record_load(
     Call it inside the transaction that writes the raw tables: the row then commits, or rolls
     back, with them.
     """
+    row = load_row(mode, source, row_counts)
+    connection.execute(f"create schema if not exists {_SCHEMA}")
+    columns = ", ".join(f"{name} {definition}" for name, definition in COLUMNS.items())
+    connection.execute(f"create table if not exists {LOAD_LOG} ({columns})")
+    connection.execute(f"insert into {LOAD_LOG} ({', '.join(COLUMNS)}) values (?, ?, ?, ?, ?)", list(row.values()))
+    return row["load_id"]
+
+
+def load_row(mode: str, source: str, row_counts: dict[str, int]) -> dict:
+    """The log's row for a load, {column: value} in COLUMNS' order, on either warehouse."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    connection.execute(f"create schema if not exists {_SCHEMA}")
-    columns = ", ".join(f"{name} {definition}" for name, definition in _COLUMNS.items())
-    connection.execute(f"create table if not exists {LOAD_LOG} ({columns})")
-    load_id = str(uuid.uuid4())
-    connection.execute(
-        f"insert into {LOAD_LOG} ({', '.join(_COLUMNS)}) values (?, ?, ?, ?, ?)",
-        [load_id, datetime.now(UTC).replace(tzinfo=None), mode, source, json.dumps(row_counts)],
-    )
-    return load_id
+    return {
+        "load_id": str(uuid.uuid4()),
+        "loaded_at": datetime.now(UTC).replace(tzinfo=None),
+        "mode": mode,
+        "source": source,
+        "row_counts": json.dumps(row_counts),
+    }
 
 
 def newest_replacement_since(query: Callable[[str], "pd.DataFrame"], since: datetime) -> datetime | None:

@@ -229,21 +229,34 @@ def append_to_raw(
     if not warehouse.exists():
         raise ValueError(f"no warehouse at {warehouse}: run `greenery sample` or `greenery load-csv` first")
     with duckdb.connect(str(warehouse)) as connection:
-        start, end = _append_window(_newest_event(connection, warehouse), hours, until or datetime.now(UTC))
-        catalogue = raw_catalogue(connection)
-        tables = sample_tables(
-            seed=seed, sessions_per_day=sessions_per_day, start=start, end=end, catalogue=catalogue,
-            stream=int(end.timestamp()),
+        tables, appended, source = plan_append(
+            _newest_event(connection, warehouse), raw_catalogue(connection),
+            seed=seed, hours=hours, sessions_per_day=sessions_per_day, until=until,
         )
-        lo, hi, _ = _window(end, start=start)
-        counts = {table: rows.num_rows for table, rows in tables.items() if table not in CATALOGUE}
-        appended = Appended(_naive_utc(lo), _naive_utc(hi), counts)
-        source = (
-            f"sample --append seed={seed} sessions-per-day={sessions_per_day} "
-            f"from {appended.start:%Y-%m-%dT%H:%M:%SZ} to {appended.end:%Y-%m-%dT%H:%M:%SZ}"
-        )
-        _insert_rows(connection, {table: tables[table] for table in counts}, source)
+        _insert_rows(connection, tables, source)
     return appended
+
+
+def plan_append(
+    newest: datetime, catalogue: dict[str, pa.Table], *, seed: int, hours: int, sessions_per_day: int,
+    until: datetime | None = None,
+) -> tuple[dict[str, pa.Table], Appended, str]:
+    """What `append_to_raw` adds after the newest raw event (naive UTC), browsing `catalogue`
+    (see raw_catalogue), on either warehouse: the new rows of every table but the catalogue's,
+    what they span, and the load log's `source`. Raises NothingToAppend as append_to_raw does."""
+    start, end = _append_window(newest, hours, until or datetime.now(UTC))
+    tables = sample_tables(
+        seed=seed, sessions_per_day=sessions_per_day, start=start, end=end, catalogue=catalogue,
+        stream=int(end.timestamp()),
+    )
+    lo, hi, _ = _window(end, start=start)
+    counts = {table: rows.num_rows for table, rows in tables.items() if table not in CATALOGUE}
+    appended = Appended(_naive_utc(lo), _naive_utc(hi), counts)
+    source = (
+        f"sample --append seed={seed} sessions-per-day={sessions_per_day} "
+        f"from {appended.start:%Y-%m-%dT%H:%M:%SZ} to {appended.end:%Y-%m-%dT%H:%M:%SZ}"
+    )
+    return {table: tables[table] for table in counts}, appended, source
 
 
 def append_sample(warehouse: Path, **spec) -> dict[str, int]:
@@ -262,7 +275,7 @@ def write_sample(target: Path, **spec) -> dict[str, int]:
             connection.register(f"sample_{table}", rows)
         if target.suffix == ".duckdb":
             relations = {table: f"sample_{table}" for table in tables}
-            replace_raw_tables(connection, relations, source=_source(spec))
+            replace_raw_tables(connection, relations, source=sample_source(spec))
         else:
             target.mkdir(parents=True, exist_ok=True)
             for table in tables:
@@ -338,7 +351,7 @@ def _insert_rows(connection: duckdb.DuckDBPyConnection, tables: dict[str, pa.Tab
         raise
 
 
-def _source(spec: dict) -> str:
+def sample_source(spec: dict) -> str:
     """The load log's `source` of `greenery sample`: every setting that decides the data."""
     if spec.get("start"):
         window = f"start={spec['start'].astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
