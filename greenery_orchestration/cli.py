@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from greenery_orchestration.settings import DEFAULT_WAIT_SECONDS, docs_dir, duckdb_path, ensure_dagster_home, warehouse_dir
+from greenery_orchestration.settings import DEFAULT_WAIT_SECONDS, docs_dir, ensure_dagster_home
 
 if TYPE_CHECKING:
     from greenery_orchestration.warehouse import Warehouse
@@ -52,26 +52,21 @@ class WarehouseInUse(Exception):
 
 
 def load_csv(args) -> int:
-    from greenery_orchestration.rawdata.load_csv import (  # noqa: PLC0415
-        RawDataError,
-        check_folder,
-        is_write_failure,
-        load_csv_dir,
-        write_failure,
-    )
+    from greenery_orchestration.rawdata.load_csv import RawDataError, check_folder  # noqa: PLC0415
+    from greenery_orchestration.warehouse import open_warehouse  # noqa: PLC0415
 
-    path = duckdb_path()
-    print(f"Loading {args.folder} into {path} (schema raw)...")
+    warehouse = open_warehouse()
+    print(f"Loading {args.folder} into {warehouse.location} (schema raw)...")
     try:
         check_folder(Path(args.folder))  # a typo creates no warehouse and takes no turn
-        with _raw_load_turn(), duckdb.connect(str(_prod_path())) as connection:
-            counts = load_csv_dir(connection, Path(args.folder))
+        with _raw_load_turn():
+            counts = warehouse.load_csv(Path(args.folder))
     except RawDataError as error:
         raise UserFacingError(f"{error}. Nothing was loaded; raw tables are unchanged.") from None
-    except (duckdb.IOException, duckdb.FatalException, OSError) as error:
-        if not is_write_failure(error):
+    except Exception as error:
+        if (failure := warehouse.write_failure(error)) is None:
             raise  # another process holds the warehouse (main() says so), or a bug
-        raise UserFacingError(f"{write_failure(path, error)}. Nothing was loaded; raw tables are unchanged.") from None
+        raise UserFacingError(f"{failure}. Nothing was loaded; raw tables are unchanged.") from None
     for table, rows in counts.items():
         print(f"  raw.{table}: {rows:,} rows")
     return 0
@@ -81,55 +76,65 @@ def sample(args) -> int:
     from greenery_orchestration.rawdata.load_csv import is_write_failure, write_failure  # noqa: PLC0415
     from greenery_orchestration.rawdata.sample import NothingToAppend  # noqa: PLC0415
 
-    target = Path(args.csv_dir) if args.csv_dir else duckdb_path()
+    if args.csv_dir:
+        if args.append:
+            raise UserFacingError("--append adds to the warehouse's raw tables; it cannot write --csv-dir")
+        try:
+            counts = _write_sample(args, None)
+        except (duckdb.IOException, duckdb.FatalException, OSError) as error:
+            if not is_write_failure(error):
+                raise
+            raise UserFacingError(write_failure(Path(args.csv_dir), error)) from None
+        _print_counts(counts)
+        return 0
+    from greenery_orchestration.warehouse import open_warehouse  # noqa: PLC0415
+
+    warehouse = open_warehouse()
     try:
-        with contextlib.nullcontext() if args.csv_dir else _raw_load_turn():
-            counts = _append_sample(args, target) if args.append else _write_sample(args, target)
+        with _raw_load_turn():
+            counts = _append_sample(args, warehouse) if args.append else _write_sample(args, warehouse)
     except NothingToAppend as nothing:
         print(nothing)  # not a failure: a shop can be quiet for an hour
         return 0
     except ValueError as error:
         raise UserFacingError(str(error)) from None
-    except (duckdb.IOException, duckdb.FatalException, OSError) as error:
-        if not is_write_failure(error):
+    except Exception as error:
+        if (failure := warehouse.write_failure(error)) is None:
             raise  # another process holds the warehouse (main() says so), or a bug
-        unchanged = "" if args.csv_dir else ". Nothing was written; raw tables are unchanged."
-        raise UserFacingError(f"{write_failure(target, error)}{unchanged}") from None
-    for table, rows in counts.items():
-        print(f"  {table}: {rows:,} rows")
+        raise UserFacingError(f"{failure}. Nothing was written; raw tables are unchanged.") from None
+    _print_counts(counts)
     return 0
 
 
-def _write_sample(args, target: Path) -> dict[str, int]:
+def _print_counts(counts: dict[str, int]) -> None:
+    for table, rows in counts.items():
+        print(f"  {table}: {rows:,} rows")
+
+
+def _write_sample(args, warehouse: "Warehouse | None") -> dict[str, int]:
+    """Into the warehouse, or, without one, as CSVs into --csv-dir."""
     from greenery_orchestration.rawdata.sample import write_sample  # noqa: PLC0415
 
     end = args.end or datetime.now(UTC)
     window = {"hours": args.hours} if args.hours else {"days": args.days}
-    if not args.csv_dir:
-        _prod_path()  # creates the warehouse folder
     print(
         f"Generating {args.hours or args.days} {'hour' if args.hours else 'day'}(s) at "
         f"{args.sessions_per_day:,} sessions/day ending {end.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC "
-        f"(seed {args.seed}) into {target}..."
+        f"(seed {args.seed}) into {warehouse.location if warehouse else args.csv_dir}..."
     )
-    return write_sample(target, seed=args.seed, sessions_per_day=args.sessions_per_day, end=end, **window)
+    spec = {"seed": args.seed, "sessions_per_day": args.sessions_per_day, "end": end, **window}
+    return warehouse.write_sample(**spec) if warehouse else write_sample(Path(args.csv_dir), **spec)
 
 
-def _append_sample(args, target: Path) -> dict[str, int]:
-    from greenery_orchestration.rawdata.sample import append_to_raw  # noqa: PLC0415
-
-    if args.csv_dir:
-        raise UserFacingError("--append adds to the warehouse's raw tables; it cannot write --csv-dir")
+def _append_sample(args, warehouse: "Warehouse") -> dict[str, int]:
     now = datetime.now(UTC)
     until = min(args.end, now) if args.end else now  # never an event in the future
     hours = args.hours or 1
     print(
         f"Appending up to {hours} hour(s) at {args.sessions_per_day:,} sessions/day after the newest raw "
-        f"event in {target}, ending by {until:%Y-%m-%d %H:%M:%S} UTC..."
+        f"event in {warehouse.location}, ending by {until:%Y-%m-%d %H:%M:%S} UTC..."
     )
-    appended = append_to_raw(
-        target, seed=args.seed, hours=hours, sessions_per_day=args.sessions_per_day, until=until
-    )
+    appended = warehouse.append_sample(seed=args.seed, hours=hours, sessions_per_day=args.sessions_per_day, until=until)
     print(f"Appended {appended.start:%Y-%m-%d %H:%M:%S} to {appended.end:%Y-%m-%d %H:%M:%S} UTC (seed {args.seed}):")
     return appended.counts
 
@@ -262,11 +267,6 @@ def _prepare_dbt_manifest() -> None:
 
     parsed = prepare_manifest()
     print("Parsed the dbt project." if parsed else "The dbt project is unchanged since it was last parsed.")
-
-
-def _prod_path() -> Path:
-    warehouse_dir().mkdir(parents=True, exist_ok=True)
-    return duckdb_path()
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ else in the package asks which target it runs on: what differs lives in `DuckDBW
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import dagster as dg
@@ -17,6 +18,7 @@ from greenery_orchestration.settings import future_tolerance, target
 if TYPE_CHECKING:  # pandas loads when a frame is read, not with the definitions
     import pandas as pd
 
+    from greenery_orchestration.rawdata.sample import Appended
     from greenery_orchestration.wap import Relation
 
 # The pool of every step that writes the warehouse: DuckDB allows one writer per file.
@@ -56,6 +58,21 @@ class Warehouse(Protocol):
     def check_usable(self, need_raw: bool = True) -> None:
         """Raise WarehouseUnusable, in one line, unless the warehouse can be read and written (and
         holds raw tables when `need_raw`). Cheap: no table is scanned."""
+
+    def load_csv(self, folder: Path) -> dict[str, int]:
+        """Replace the raw tables with the seven validated CSVs in `folder` and log the load, all or
+        nothing (rawdata/load_csv.py); returns the rows per table."""
+
+    def write_sample(self, **spec) -> dict[str, int]:
+        """Replace the raw tables with a synthetic shop (rawdata/sample.py), all or nothing."""
+
+    def append_sample(self, **spec) -> "Appended":
+        """Add the shop's next hours after the newest raw event, all or nothing."""
+
+    def write_failure(self, error: Exception) -> str | None:
+        """One line of our own for an error that kept a load from writing (a full disk, the
+        account refusing), or None for any other error. Never the warehouse's own message, which
+        may quote a value."""
 
     def stage_snapshots(self, snapshots: Iterable["Relation"]) -> None:
         """Before a staged snapshot: give it the published history to add this run's versions to."""

@@ -18,6 +18,8 @@ from greenery_orchestration.warehouse import WarehouseBusy, WarehouseUnusable, i
 if TYPE_CHECKING:
     import pandas as pd
 
+    from greenery_orchestration.rawdata.sample import Appended
+
 
 class DuckDBWarehouse(DuckDBResource):
     """prod.duckdb, and a file per environment beside it."""
@@ -51,6 +53,31 @@ class DuckDBWarehouse(DuckDBResource):
 
     def check_usable(self, need_raw: bool = True) -> None:
         check_duckdb_warehouse(Path(self.database), need_raw)
+
+    def load_csv(self, folder: Path) -> dict[str, int]:
+        from greenery_orchestration.rawdata.load_csv import load_csv_dir  # noqa: PLC0415
+
+        with duckdb.connect(self._created()) as connection:
+            return load_csv_dir(connection, folder)
+
+    def write_sample(self, **spec) -> dict[str, int]:
+        from greenery_orchestration.rawdata.sample import write_sample  # noqa: PLC0415
+
+        return write_sample(Path(self._created()), **spec)
+
+    def append_sample(self, **spec) -> "Appended":
+        from greenery_orchestration.rawdata.sample import append_to_raw  # noqa: PLC0415
+
+        return append_to_raw(Path(self.database), **spec)
+
+    def write_failure(self, error: Exception) -> str | None:
+        from greenery_orchestration.rawdata.load_csv import is_write_failure, write_failure  # noqa: PLC0415
+
+        return write_failure(Path(self.database), error) if is_write_failure(error) else None
+
+    def _created(self) -> str:
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        return self.database
 
     def stage_snapshots(self, snapshots: Iterable[wap.Relation]) -> None:
         with self.get_connection() as connection:

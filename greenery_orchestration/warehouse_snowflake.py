@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import dagster as dg
@@ -12,6 +13,8 @@ from greenery_orchestration.warehouse import WarehouseUnusable, newest_sql
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from greenery_orchestration.rawdata.sample import Appended
 
     from greenery_orchestration.wap import Relation
 
@@ -59,6 +62,31 @@ class SnowflakeWarehouse(SnowflakeResource):
             raise WarehouseUnusable(
                 f"no raw tables in {self.location}: run `greenery sample` or `greenery load-csv DIR` first"
             )
+
+    def load_csv(self, folder: Path) -> dict[str, int]:
+        from greenery_orchestration.rawdata.snowflake_load import snowflake_load_csv_dir  # noqa: PLC0415
+
+        with self.get_connection() as connection:
+            return snowflake_load_csv_dir(connection, folder, database=self.database)
+
+    def write_sample(self, **spec) -> dict[str, int]:
+        from greenery_orchestration.rawdata.snowflake_load import snowflake_write_sample  # noqa: PLC0415
+
+        with self.get_connection() as connection:
+            return snowflake_write_sample(connection, database=self.database, **spec)
+
+    def append_sample(self, **spec) -> "Appended":
+        from greenery_orchestration.rawdata.snowflake_load import snowflake_append_sample  # noqa: PLC0415
+
+        with self.get_connection() as connection:
+            return snowflake_append_sample(connection, database=self.database, **spec)
+
+    def write_failure(self, error: Exception) -> str | None:
+        from snowflake.connector.errors import Error  # noqa: PLC0415
+
+        from greenery_orchestration.rawdata.snowflake_load import snowflake_load_failure  # noqa: PLC0415
+
+        return snowflake_load_failure(error) if isinstance(error, Error) else None
 
     def stage_snapshots(self, snapshots: Iterable["Relation"]) -> None:
         raise NotImplementedError("Snowflake builds in place: nothing is staged")
