@@ -42,10 +42,29 @@ def account(snowflake_server, tmp_path):
         return snowflake_server.run([GREENERY, *args], timeout=COMMAND_TIMEOUT_SECONDS, env={**env, **extra},
                                     cwd=tmp_path)
 
-    greenery.database, greenery.inbox, greenery.env = database, inbox, env
+    def python(code: str):
+        return snowflake_server.run([sys.executable, "-c", code], timeout=COMMAND_TIMEOUT_SECONDS, env=env, cwd=tmp_path)
+
+    greenery.database, greenery.inbox, greenery.env, greenery.python = database, inbox, env, python
     yield greenery
     inbox.server.shutdown()
     inbox.server.server_close()
+
+
+# One tick of the freshness sensor, in a process of the Snowflake target (its manifest names
+# Snowflake's relations), as the daemon evaluates it.
+SENSOR_TICK = """
+import dagster as dg
+from greenery_orchestration.sensors import raw_freshness_sensor
+from greenery_orchestration.warehouse import warehouse_resource
+with dg.DagsterInstance.ephemeral() as instance:
+    raw_freshness_sensor(dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse_resource()}))
+"""
+
+
+def _sensor_tick(account) -> None:
+    ticked = account.python(SENSOR_TICK)
+    assert ticked.returncode == 0, ticked.stderr[-3000:]
 
 
 def _funnel_sessions(output: str) -> list[int]:
@@ -60,7 +79,19 @@ def test_load_run_and_funnel_on_snowflake_give_the_course_funnel(account, snowfl
     events = pd.read_csv(COURSE_DATA / "events.csv")
     assert f"raw.events: {len(events):,} rows" in loaded.stdout
 
-    ran = account("run", "--allow-stale")  # the course data ends in February 2021
+    # The course data ends in February 2021: the gate stops a run, and alerts through the webhook.
+    stopped = account("run")
+    assert stopped.returncode == 1, stopped.stdout[-3000:] + stopped.stderr[-3000:]
+    assert "ERROR check source_freshness on raw/events: newest row" in stopped.stdout
+    (failure,) = account.inbox.received
+    assert failure["type"] == "failure" and failure["title"] == "[greenery] greenery_production failed"
+    assert "- ERROR check source_freshness on raw/events: newest row" in failure["message"]
+    # The freshness sensor, reading through dagster-snowflake, alerts once per stale source.
+    _sensor_tick(account)
+    stale = [alert["title"] for alert in account.inbox.received[1:]]
+    assert stale == ["[greenery] raw/events is stale", "[greenery] raw/orders is stale"], stale
+
+    ran = account("run", "--allow-stale")
     assert ran.returncode == 0, ran.stdout[-5000:] + ran.stderr[-3000:]
     # The funnel `run` prints, and `funnel` reads again, through the connector.
     expected = [
@@ -119,3 +150,46 @@ def test_greenery_ui_on_snowflake_serves_the_asset_graph_duckdb_does(account, sn
     assert served == expected
     assert {"snowflake"} <= {kind for node in nodes for kind in node["kinds"]}
     assert "duckdb" not in {kind for node in nodes for kind in node["kinds"]}
+
+
+COMPARED = ["marts.fct_events", "marts.fct_sessions", "marts.fct_funnel", "marts.fct_orders", "marts.dim_users"]
+
+
+def _rows(cursor, database: str, relation: str) -> list[tuple]:
+    cursor.execute(f"select * from {database}.{relation}")
+    columns = [column[0].lower() for column in cursor.description]
+    keep = [i for i, name in enumerate(columns) if name not in ("dbt_updated_at", "updated_at")]
+    return sorted((tuple(str(row[i]) for i in keep) for row in cursor.fetchall()))
+
+
+def test_generated_data_incremental_runs_equal_a_full_refresh(account, snowflake_server, tmp_path):
+    """sample, run, sample --append, run: what the incremental models kept equals a full refresh
+    of the same raw rows (dbt in another database of the account, from per-table clones)."""
+    for command in (["sample", "--days", "2", "--sessions-per-day", "150"], ["run"],
+                    ["sample", "--append", "--hours", "3", "--sessions-per-day", "400"], ["run"]):
+        done = account(*command)
+        assert done.returncode == 0, (command, done.stdout[-4000:], done.stderr[-3000:])
+    assert "rebuilding the incremental models from scratch" not in done.stdout  # an append: incremental
+
+    full = f"{account.database}_FULL"
+    with snowflake_server.in_process(), snowflake_server.connect() as connection:
+        cursor = connection.cursor()
+        cursor.execute(f"create database {full}")
+        cursor.execute(f"create schema {full}.raw")
+        cursor.execute(f"create schema {full}.ops")
+        cursor.execute(f"select table_schema, table_name from {account.database}.information_schema.tables "
+                       "where lower(table_schema) in ('raw', 'ops') and table_type = 'BASE TABLE'")
+        for schema, table in cursor.fetchall():
+            cursor.execute(f"create table {full}.{schema}.{table} clone {account.database}.{schema}.{table}")
+    built = snowflake_server.run(
+        [str(Path(sys.executable).with_name("dbt")), "build", "--full-refresh", "--exclude", "resource_type:snapshot"],
+        timeout=COMMAND_TIMEOUT_SECONDS,
+        env={"SNOWFLAKE_DATABASE": full, "DBT_TARGET_PATH": str(tmp_path / "target"), "DBT_LOG_PATH": str(tmp_path / "logs")},
+    )
+    assert built.returncode == 0, built.stdout[-4000:]
+    with snowflake_server.in_process(), snowflake_server.connect() as connection:
+        cursor = connection.cursor()
+        for relation in COMPARED:
+            incremental, refreshed = _rows(cursor, account.database, relation), _rows(cursor, full, relation)
+            assert incremental == refreshed, relation
+            assert incremental, relation
