@@ -187,7 +187,8 @@ def check_duckdb_warehouse(path: Path, need_raw: bool = True) -> None:
     """Raise WarehouseUnusable, in one line naming `path`, unless it is a whole DuckDB file
     (with raw tables when `need_raw`). Cheap: reads the header and the catalog, not the data."""
     if not path.exists():
-        raise WarehouseUnusable(f"no warehouse at {path}: run `greenery sample` or `greenery load-csv DIR` first")
+        first = "`greenery sample` or `greenery load-csv DIR`" if need_raw else "`greenery sample` and `greenery run`"
+        raise WarehouseUnusable(f"no warehouse at {path}: run {first} first")
     try:
         with duckdb.connect(str(path), read_only=True) as connection:
             needed = _DUCKDB_HEADER_BYTES + _last_data_block(connection) * _block_size(connection)

@@ -132,10 +132,11 @@ def _emulated_clone_sql(cursor, prod_database: str, environment_database: str) -
     tables = cursor.fetchall()
     statements = [f"create database if not exists {environment_database}"]
     statements += [f"create schema if not exists {environment_database}.{schema}" for schema in sorted({s for s, _ in tables})]
-    statements += [
-        f"create or replace table {environment_database}.{schema}.{name} clone {prod_database}.{schema}.{name}"
-        for schema, name in tables
-    ]
+    for schema, name in tables:  # fakesnow's `create or replace … clone` fails on an existing table
+        statements += [
+            f"drop table if exists {environment_database}.{schema}.{name}",
+            f"create table {environment_database}.{schema}.{name} clone {prod_database}.{schema}.{name}",
+        ]
     return statements
 
 

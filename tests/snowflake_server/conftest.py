@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from greenery_orchestration.settings import DBT_PROJECT_DIR
+from tests.conftest import AlertInbox
 
 HERE = Path(__file__).parent
 LAUNCHER = HERE / "fakesnow_server.py"
@@ -187,3 +189,33 @@ def _wait_until_serving(server: subprocess.Popen, port: int, deadline: float, lo
         time.sleep(0.1)
     server.kill()
     raise RuntimeError(f"the fakesnow server on port {port} never answered: {log.read_text(errors='replace')[-3000:]}")
+
+
+GREENERY = str(Path(sys.executable).with_name("greenery"))
+COMMAND_TIMEOUT_SECONDS = 900  # a chain run here takes 2-4 minutes; never wait forever on one
+
+
+@pytest.fixture
+def account(snowflake_server, tmp_path):
+    """A database of this test's own on the server, and the local folders a user has."""
+    inbox = AlertInbox()
+    database = f"GREENERY_{uuid.uuid4().hex[:6].upper()}"
+    env = {
+        "SNOWFLAKE_DATABASE": database,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "GREENERY_WAREHOUSE_DIR": str(tmp_path / "warehouse"),  # the run lock's folder
+        "GREENERY_DOCS_DIR": str(tmp_path / "docs-site"),
+        "GREENERY_ALERT_URLS": inbox.url,
+    }
+
+    def greenery(*args: str, **extra: str):
+        return snowflake_server.run([GREENERY, *args], timeout=COMMAND_TIMEOUT_SECONDS, env={**env, **extra},
+                                    cwd=tmp_path)
+
+    def python(code: str):
+        return snowflake_server.run([sys.executable, "-c", code], timeout=COMMAND_TIMEOUT_SECONDS, env=env, cwd=tmp_path)
+
+    greenery.database, greenery.inbox, greenery.env, greenery.python = database, inbox, env, python
+    yield greenery
+    inbox.server.shutdown()
+    inbox.server.server_close()

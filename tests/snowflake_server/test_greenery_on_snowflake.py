@@ -4,18 +4,14 @@ connector, dbt-snowflake and dagster-snowflake. Nothing is patched in those proc
 
 import signal
 import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import COURSE_DATA, AlertInbox
+from tests.conftest import COURSE_DATA
+from tests.snowflake_server.conftest import GREENERY
 from tests.test_ui import Dagster, _free_port, _wait_until_up
-
-GREENERY = str(Path(sys.executable).with_name("greenery"))
-COMMAND_TIMEOUT_SECONDS = 900  # a chain run here takes 2-4 minutes; never wait forever on one
 
 
 @pytest.fixture(autouse=True)
@@ -23,32 +19,6 @@ def stays_on_loopback(snowflake_server):
     before = len(snowflake_server.outbound())
     yield
     assert snowflake_server.outbound()[before:] == []
-
-
-@pytest.fixture
-def account(snowflake_server, tmp_path):
-    """A database of this test's own on the server, and the local folders a user has."""
-    inbox = AlertInbox()
-    database = f"GREENERY_{uuid.uuid4().hex[:6].upper()}"
-    env = {
-        "SNOWFLAKE_DATABASE": database,
-        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-        "GREENERY_WAREHOUSE_DIR": str(tmp_path / "warehouse"),  # the run lock's folder
-        "GREENERY_DOCS_DIR": str(tmp_path / "docs-site"),
-        "GREENERY_ALERT_URLS": inbox.url,
-    }
-
-    def greenery(*args: str, **extra: str):
-        return snowflake_server.run([GREENERY, *args], timeout=COMMAND_TIMEOUT_SECONDS, env={**env, **extra},
-                                    cwd=tmp_path)
-
-    def python(code: str):
-        return snowflake_server.run([sys.executable, "-c", code], timeout=COMMAND_TIMEOUT_SECONDS, env=env, cwd=tmp_path)
-
-    greenery.database, greenery.inbox, greenery.env, greenery.python = database, inbox, env, python
-    yield greenery
-    inbox.server.shutdown()
-    inbox.server.server_close()
 
 
 # One tick of the freshness sensor, in a process of the Snowflake target (its manifest names
@@ -150,46 +120,3 @@ def test_greenery_ui_on_snowflake_serves_the_asset_graph_duckdb_does(account, sn
     assert served == expected
     assert {"snowflake"} <= {kind for node in nodes for kind in node["kinds"]}
     assert "duckdb" not in {kind for node in nodes for kind in node["kinds"]}
-
-
-COMPARED = ["marts.fct_events", "marts.fct_sessions", "marts.fct_funnel", "marts.fct_orders", "marts.dim_users"]
-
-
-def _rows(cursor, database: str, relation: str) -> list[tuple]:
-    cursor.execute(f"select * from {database}.{relation}")
-    columns = [column[0].lower() for column in cursor.description]
-    keep = [i for i, name in enumerate(columns) if name not in ("dbt_updated_at", "updated_at")]
-    return sorted((tuple(str(row[i]) for i in keep) for row in cursor.fetchall()))
-
-
-def test_generated_data_incremental_runs_equal_a_full_refresh(account, snowflake_server, tmp_path):
-    """sample, run, sample --append, run: what the incremental models kept equals a full refresh
-    of the same raw rows (dbt in another database of the account, from per-table clones)."""
-    for command in (["sample", "--days", "2", "--sessions-per-day", "150"], ["run"],
-                    ["sample", "--append", "--hours", "3", "--sessions-per-day", "400"], ["run"]):
-        done = account(*command)
-        assert done.returncode == 0, (command, done.stdout[-4000:], done.stderr[-3000:])
-    assert "rebuilding the incremental models from scratch" not in done.stdout  # an append: incremental
-
-    full = f"{account.database}_FULL"
-    with snowflake_server.in_process(), snowflake_server.connect() as connection:
-        cursor = connection.cursor()
-        cursor.execute(f"create database {full}")
-        cursor.execute(f"create schema {full}.raw")
-        cursor.execute(f"create schema {full}.ops")
-        cursor.execute(f"select table_schema, table_name from {account.database}.information_schema.tables "
-                       "where lower(table_schema) in ('raw', 'ops') and table_type = 'BASE TABLE'")
-        for schema, table in cursor.fetchall():
-            cursor.execute(f"create table {full}.{schema}.{table} clone {account.database}.{schema}.{table}")
-    built = snowflake_server.run(
-        [str(Path(sys.executable).with_name("dbt")), "build", "--full-refresh", "--exclude", "resource_type:snapshot"],
-        timeout=COMMAND_TIMEOUT_SECONDS,
-        env={"SNOWFLAKE_DATABASE": full, "DBT_TARGET_PATH": str(tmp_path / "target"), "DBT_LOG_PATH": str(tmp_path / "logs")},
-    )
-    assert built.returncode == 0, built.stdout[-4000:]
-    with snowflake_server.in_process(), snowflake_server.connect() as connection:
-        cursor = connection.cursor()
-        for relation in COMPARED:
-            incremental, refreshed = _rows(cursor, account.database, relation), _rows(cursor, full, relation)
-            assert incremental == refreshed, relation
-            assert incremental, relation
