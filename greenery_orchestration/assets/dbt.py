@@ -145,11 +145,11 @@ def raw_data_replaced(query) -> str | None:
     if raw_events < built_events:
         return f"raw.events holds {raw_events:,} events, fewer than the {built_events:,} already built"
     # The oldest and the newest event built, looked up by time first so the scan skips old blocks.
-    probes = query(
-        f"(select event_id, created_at from {INCREMENTAL_EVENTS} order by created_at, event_id limit 1) union all "
-        f"(select event_id, created_at from {INCREMENTAL_EVENTS} order by created_at desc, event_id limit 1)"
-    )
-    for event_id, created_at in zip(probes["event_id"], probes["created_at"], strict=True):
+    probes = [
+        query(f"select event_id, created_at from {INCREMENTAL_EVENTS} order by created_at {order}, event_id limit 1")
+        for order in ("asc", "desc")
+    ]
+    for event_id, created_at in ((probe["event_id"].iloc[0], probe["created_at"].iloc[0]) for probe in probes):
         quoted = str(event_id).replace("'", "''")
         found = query(
             f"select count(*) as n from raw.events where created_at = {_timestamp(created_at)} "

@@ -98,11 +98,31 @@ async def _statement_error(send, server_error: bytes) -> None:
     await send({"type": "http.response.body", "body": answer})
 
 
+def _keep_null_timestamps() -> None:
+    """fakesnow 0.12 sends a NULL timestamp as 1970-01-01: its struct of epoch and fraction drops
+    the null mask. Put the mask back, so `max(loaded_at)` of no rows reads as NULL, as on Snowflake."""
+    import fakesnow.arrow
+    import pyarrow as pa
+
+    as_struct = fakesnow.arrow.timestamp_to_sf_struct
+
+    def with_nulls(ts):
+        if isinstance(ts, pa.ChunkedArray):
+            ts = ts.combine_chunks()
+        struct = as_struct(ts)
+        if ts.null_count == 0:
+            return struct
+        return pa.StructArray.from_arrays(struct.flatten(), fields=list(struct.type), mask=ts.is_null())
+
+    fakesnow.arrow.timestamp_to_sf_struct = with_nulls
+
+
 def main(data_dir: str) -> None:
     import fakesnow.server
     import uvicorn
     from fakesnow.instance import FakeSnow
 
+    _keep_null_timestamps()
     # Every session shares one DuckDB with a file per Snowflake database, as one account would.
     fakesnow.server.shared_fs = FakeSnow(db_path=data_dir)
     fakesnow.server.logger.setLevel(logging.WARNING)
