@@ -18,6 +18,7 @@ FUNNEL_MARTS = {
     "day": dg.AssetKey(["marts", "fct_funnel_daily"]),
 }
 
-# What a production build calls a relation until it is published (wap.py): the suffix
-# dbt_project/macros/generate_alias_name.sql gives it.
+# What a production build calls a relation until it is published: the suffix
+# dbt_project/macros/generate_alias_name.sql gives its name on DuckDB (wap.py), and
+# generate_schema_name.sql its schema on Snowflake (wap_snowflake.py).
 STAGED = "__staged"

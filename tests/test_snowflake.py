@@ -7,9 +7,10 @@ adding the few macro overrides fakesnow needs to dbt's macro paths (dbt_project/
 The database lives in files under DIR, so every dbt invocation, and this process between them,
 sees the same data. Nothing connects anywhere: fakesnow replaces snowflake.connector.connect.
 
-What fakesnow cannot run (masking policies, the clone and its grants, the publish's schema swaps)
-is checked as SQL, parsed with sqlglot's Snowflake dialect; the masking statements the emulation
-skips are read from dbt's debug log, to see where each build runs them.
+What fakesnow cannot run (masking policies, the clone and its grants) is checked as SQL, parsed
+with sqlglot's Snowflake dialect; the masking statements the emulation skips are read from dbt's
+debug log, to see where each build runs them. Write-audit-publish's schema clones and swaps are
+tested through the real clients, in snowflake_server/test_wap_snowflake.py.
 """
 
 import json
@@ -37,7 +38,6 @@ from greenery_orchestration.rawdata.load_csv import load_csv_dir, replace_raw_ta
 from greenery_orchestration.rawdata.sample import sample_tables
 from greenery_orchestration.rawdata.schema import raw_columns
 from greenery_orchestration.settings import DBT_PROJECT_DIR, REPO_DIR
-from greenery_orchestration.snowflake_publish import snowflake_swap_sql
 from greenery_orchestration.warehouse import warehouse_resource
 from tests.slices import sliced_events
 
@@ -684,33 +684,6 @@ def test_the_clones_are_made_after_every_build_and_its_masking():
     production = greenery_production.selection.resolve(graph)
     assert {*greenery_models.keys, *greenery_snapshots.keys, PII_MASKING_KEY, PUBLISH_KEY} <= production
     assert greenery_docs_and_clone.selection.resolve(graph) == {DBT_DOCS_KEY, *clones}
-
-
-# --- the Snowflake publish (write-audit-publish) ------------------------------------------------
-
-
-def test_the_snowflake_publish_swaps_each_staged_schema_marts_last(dbt_manifest):
-    manifest = json.loads(dbt_manifest.read_text())
-    schemas = {node["schema"] for node in manifest["nodes"].values() if node["resource_type"] in ("model", "snapshot")}
-    statements = snowflake_swap_sql(DATABASE, schemas)
-    assert statements == [
-        "create schema if not exists GREENERY.intermediate",
-        "alter schema GREENERY.intermediate__staged swap with GREENERY.intermediate",
-        "create schema if not exists GREENERY.snapshots",
-        "alter schema GREENERY.snapshots__staged swap with GREENERY.snapshots",
-        "create schema if not exists GREENERY.staging",
-        "alter schema GREENERY.staging__staged swap with GREENERY.staging",
-        "create schema if not exists GREENERY.marts",
-        "alter schema GREENERY.marts__staged swap with GREENERY.marts",
-    ]
-    for create, swap in zip(statements[::2], statements[1::2], strict=True):
-        created = _parse(create)
-        assert isinstance(created, exp.Create) and created.kind == "SCHEMA" and created.args["exists"]
-        assert isinstance(_parse(swap), exp.Command)  # no sqlglot grammar for SWAP WITH: exact text above
-        staged, published = (exp.to_table(name, dialect="snowflake") for name in swap.split()[2::3])
-        assert (staged.db, published.db) == (DATABASE, DATABASE)
-        assert (created.this.catalog, created.this.db) == (DATABASE, published.name)
-        assert staged.name == published.name + "__staged"
 
 
 # --- the emulation itself ------------------------------------------------------------------------

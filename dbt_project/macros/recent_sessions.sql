@@ -35,12 +35,12 @@
     {%- endif -%}
 {%- endmacro %}
 
-{# The newest `watermark` this incremental model holds (as published: see is_incremental.sql),
+{# The newest `watermark` this incremental model holds (in its history: see is_incremental.sql),
    minus lookback_hours, as a datetime (none while the model is empty). Written into queries as a
    literal, not a subquery, so that the scan below it can skip old blocks. #}
 {% macro lookback_start(watermark) -%}
     {{ return(_first_value(
-        "select " ~ dbt.dateadd('hour', -var('lookback_hours'), 'max(' ~ watermark ~ ')') ~ " from " ~ published_relation(this)
+        "select " ~ dbt.dateadd('hour', -var('lookback_hours'), 'max(' ~ watermark ~ ')') ~ " from " ~ history_relation(this)
     )) }}
 {%- endmacro %}
 

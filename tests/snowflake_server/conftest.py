@@ -71,14 +71,15 @@ class SnowflakeServer:
     log: Path  # the server's stderr
     outbound_log: Path
 
-    def connect(self, **kwargs):
-        """A connection through the real connector, with the timeouts every test should have."""
+    def connect(self, database: str = DATABASE, **kwargs):
+        """A connection through the real connector, with the timeouts every test should have, to
+        `database` (the server creates a database on first use: a test may have one of its own)."""
         import snowflake.connector
 
         return snowflake.connector.connect(
             account=self.env["SNOWFLAKE_ACCOUNT"], user=self.env["SNOWFLAKE_USER"],
             password=self.env["SNOWFLAKE_PASSWORD"], role=self.env["SNOWFLAKE_ROLE"],
-            warehouse=self.env["SNOWFLAKE_WAREHOUSE"], database=DATABASE,
+            warehouse=self.env["SNOWFLAKE_WAREHOUSE"], database=database,
             host="127.0.0.1", port=self.port, protocol="http",
             login_timeout=LOGIN_TIMEOUT_SECONDS, network_timeout=NETWORK_TIMEOUT_SECONDS,
             socket_timeout=NETWORK_TIMEOUT_SECONDS, platform_detection_timeout_seconds=0.0,

@@ -27,15 +27,19 @@ last_publish as (
 baseline as (
     select
         run_id,
+        {#- Without a load log (nothing loaded through the loader yet) no replace was recorded;
+            and a CASE needs a WHEN. #}
+        {% if load_log is not none %}
         case
-            {% if load_log is not none %}
             when exists (
                 select 1 from {{ load_log }}
                 where mode = 'replace' and loaded_at > last_publish.published_at
             ) then null
-            {% endif %}
             else rows_then
-        end as rows_then
+        end
+        {%- else %}
+        rows_then
+        {%- endif %} as rows_then
     from last_publish
 ),
 {% else %}
