@@ -12,7 +12,6 @@ import dagster as dg
 
 from greenery_orchestration import wap
 from greenery_orchestration.dbt_errors import first_line
-from greenery_orchestration.marts import STAGED
 from greenery_orchestration.settings import alert_urls, ui_url
 from greenery_orchestration.warehouse import open_warehouse
 
@@ -112,11 +111,9 @@ def _unpublished_build(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     if not built or wap.PUBLISH_KEY in built:
         return []
     warehouse = open_warehouse()
-    if not warehouse.stages_builds:
-        return []
     return [
         "Nothing was published: readers still see the last good build. This run's build is kept until the next "
-        f"run, as the relations named <schema>.<name>{STAGED} in {warehouse.location}."
+        f"run, as the relations named {warehouse.staged_relation('<schema>', '<name>')} in {warehouse.location}."
     ]
 
 

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 from tabulate import tabulate
 
-from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS, STAGED
+from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS
 
 MART_QUERIES = {
     "step": """
@@ -27,10 +27,12 @@ MART_QUERIES = {
 }
 
 
-def read_funnel(query: Callable[[str], pd.DataFrame], by: str = "step", staged: bool = False) -> pd.DataFrame:
+def read_funnel(
+    query: Callable[[str], pd.DataFrame], by: str = "step", staged: Callable[[str, str], str] | None = None
+) -> pd.DataFrame:
     """One funnel mart, `by` step (fct_funnel), product or day, read with `query`: as published,
-    or as this run staged it (wap.py)."""
-    relation = ".".join(FUNNEL_MARTS[by].path) + (STAGED if staged else "")
+    or as this run staged it, where `staged(schema, name)` says (the warehouse's staged_relation)."""
+    relation = staged(*FUNNEL_MARTS[by].path) if staged else ".".join(FUNNEL_MARTS[by].path)
     return query(MART_QUERIES[by].format(relation=relation))
 
 

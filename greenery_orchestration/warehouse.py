@@ -44,10 +44,6 @@ class Warehouse(Protocol):
     def location(self) -> str:
         """Where it is, for messages: a file, or an account's database."""
 
-    @property
-    def stages_builds(self) -> bool:
-        """Whether production builds are staged and published (write-audit-publish)."""
-
     def read_sql(self, sql: str) -> "pd.DataFrame":
         """One query's result, with lower-case column names, in one short connection."""
 
@@ -74,8 +70,12 @@ class Warehouse(Protocol):
         account refusing), or None for any other error. Never the warehouse's own message, which
         may quote a value."""
 
-    def stage_snapshots(self, snapshots: Iterable["Relation"]) -> None:
-        """Before a staged snapshot: give it the published history to add this run's versions to."""
+    def staged_relation(self, schema: str, name: str) -> str:
+        """Where a production build writes `schema.name` before it is published."""
+
+    def stage_build(self, snapshots: Iterable["Relation"]) -> None:
+        """Before a staged build: give it the published history (the snapshots' versions, the
+        incremental models' rows) to add this run's to."""
 
     def publish(self, built: Iterable["Relation"], run_id: str, code_version: str) -> dict[str, int]:
         """Make this run's staged build what readers see, all at once, with a publish-log row;

@@ -12,6 +12,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from greenery_orchestration import wap
+from greenery_orchestration.marts import STAGED
 from greenery_orchestration.settings import PROD, duckdb_memory_limit, duckdb_path, masking_salt, warehouse_dir
 from greenery_orchestration.warehouse import WarehouseBusy, WarehouseUnusable, is_lock_conflict, newest_sql
 
@@ -29,10 +30,6 @@ class DuckDBWarehouse(DuckDBResource):
     @property
     def location(self) -> str:
         return self.database
-
-    @property
-    def stages_builds(self) -> bool:
-        return True
 
     def read_sql(self, sql: str) -> "pd.DataFrame":
         with self.get_connection() as connection:
@@ -79,7 +76,11 @@ class DuckDBWarehouse(DuckDBResource):
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         return self.database
 
-    def stage_snapshots(self, snapshots: Iterable[wap.Relation]) -> None:
+    def staged_relation(self, schema: str, name: str) -> str:
+        return f"{schema}.{name}{STAGED}"
+
+    def stage_build(self, snapshots: Iterable[wap.Relation]) -> None:
+        # Incremental models stage only their new rows (wap.py): the snapshots alone need a copy.
         with self.get_connection() as connection:
             wap.stage_snapshots(connection, snapshots)
 

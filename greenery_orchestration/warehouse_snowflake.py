@@ -1,5 +1,6 @@
 """The production warehouse: a Snowflake database, reached through dagster-snowflake's resource."""
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -8,6 +9,8 @@ from typing import TYPE_CHECKING, ClassVar
 import dagster as dg
 from dagster_snowflake import SnowflakeResource
 
+from greenery_orchestration import wap_snowflake
+from greenery_orchestration.marts import STAGED
 from greenery_orchestration.settings import snowflake_emulated, snowflake_endpoint, snowflake_environment, snowflake_key_pair
 from greenery_orchestration.warehouse import WarehouseUnusable, newest_sql
 
@@ -27,12 +30,6 @@ class SnowflakeWarehouse(SnowflakeResource):
     @property
     def location(self) -> str:
         return f"Snowflake database {self.database}"
-
-    @property
-    def stages_builds(self) -> bool:
-        # Snowflake builds in place for now; its staged build will publish by schema swaps
-        # (snowflake_publish.snowflake_swap_sql).
-        return False
 
     def read_sql(self, sql: str) -> "pd.DataFrame":
         import pandas as pd  # noqa: PLC0415
@@ -88,14 +85,21 @@ class SnowflakeWarehouse(SnowflakeResource):
 
         return snowflake_load_failure(error) if isinstance(error, Error) else None
 
-    def stage_snapshots(self, snapshots: Iterable["Relation"]) -> None:
-        raise NotImplementedError("Snowflake builds in place: nothing is staged")
+    def staged_relation(self, schema: str, name: str) -> str:
+        return f"{schema}{STAGED}.{name}"
+
+    def stage_build(self, snapshots: Iterable["Relation"]) -> None:
+        # Every schema dbt fills, zero-copy: the snapshot's history and the incremental models' rows.
+        with self.get_connection() as connection:
+            wap_snowflake.stage(connection, self.database, _dbt_schemas())
 
     def publish(self, built: Iterable["Relation"], run_id: str, code_version: str) -> dict[str, int]:
-        raise NotImplementedError("Snowflake builds in place: nothing is published")
+        with self.get_connection() as connection:
+            return wap_snowflake.publish(connection, self.database, _dbt_schemas(), run_id, code_version).row_counts
 
     def last_publish(self) -> tuple[str, datetime] | None:
-        return None
+        with self.get_connection() as connection:
+            return wap_snowflake.last_publish(connection, self.database)
 
     def clone(self, environments: list[str], pii: dict[str, list[str]]) -> Iterable[tuple[str, dict]]:
         # Masking policies travel with a zero-copy clone: `pii` is already masked there.
@@ -138,6 +142,12 @@ def _emulated_clone_sql(cursor, prod_database: str, environment_database: str) -
             f"create table {environment_database}.{schema}.{name} clone {prod_database}.{schema}.{name}",
         ]
     return statements
+
+
+def _dbt_schemas() -> list[str]:
+    from greenery_orchestration.project import greenery_project  # noqa: PLC0415
+
+    return wap_snowflake.dbt_schemas(json.loads(greenery_project.manifest_path.read_text()))
 
 
 def snowflake_warehouse() -> SnowflakeWarehouse:

@@ -88,8 +88,7 @@ _RAW_TESTS = tests_on_raw_tables(json.loads(greenery_project.manifest_path.read_
 def greenery_snapshots(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ResourceParam[Warehouse]
 ) -> Iterator:
-    if warehouse.stages_builds:
-        warehouse.stage_snapshots(dbt_relations(context.selected_asset_keys).values())
+    warehouse.stage_build(dbt_relations(context.selected_asset_keys).values())
     yield from _dbt_build(context, dbt, warehouse)
 
 
@@ -185,8 +184,7 @@ def _dbt_build(
     flags: list[str] = (),
 ) -> Iterator:
     """`dbt build` of the selection; a dbt error that is not a failed test fails the step."""
-    if warehouse.stages_builds:
-        flags = [*flags, *STAGED_VARS]
+    flags = [*flags, *STAGED_VARS]
     # dagster-dbt 0.29 reads `context.op`, deprecated on AssetExecutionContext: hand it the
     # op context it wants, so every run stays free of deprecation warnings.
     invocation = dbt.cli(["build", *flags], context=context.op_execution_context, raise_on_error=False)
@@ -216,7 +214,7 @@ def _funnel_metadata(context, warehouse: Warehouse, output: dg.Output) -> dict:
 
     by = FUNNEL_REPORTS[context.asset_key_for_output(output.output_name)]
     # The numbers of this build, as they will be published if every test passes.
-    frame = funnel.read_funnel(warehouse.read_sql, by, staged=warehouse.stages_builds)
+    frame = funnel.read_funnel(warehouse.read_sql, by, staged=warehouse.staged_relation)
     title = "Sessions per funnel step" if by == "step" else "Sessions per product and step"
     return {
         "funnel": funnel.as_table_metadata(frame),

@@ -29,8 +29,6 @@ def publish(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
 
 def _publish(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
     built = dbt_relations(_materialized_in_this_run(context))
-    if not warehouse.stages_builds:
-        return dg.MaterializeResult(metadata={"relations": len(built), "staged": False})
     counts = warehouse.publish(built.values(), context.run.run_id, dbt_code_version())
     context.log.info(f"Published {len(built)} relations built by this run")
     return dg.MaterializeResult(
