@@ -114,6 +114,14 @@ class SnowflakeServer:
         return self.outbound_log.read_text().splitlines() if self.outbound_log.exists() else []
 
 
+@pytest.fixture(autouse=True)
+def stays_on_loopback(snowflake_server):
+    """Every test here: no process under the guard tried to reach beyond 127.0.0.0/8."""
+    before = len(snowflake_server.outbound())
+    yield
+    assert snowflake_server.outbound()[before:] == []
+
+
 def _timed_out(signum, frame):
     raise TimeoutError("the fakesnow server did not answer in time")
 

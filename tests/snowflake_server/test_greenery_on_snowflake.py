@@ -14,13 +14,6 @@ from tests.snowflake_server.conftest import GREENERY
 from tests.test_ui import Dagster, _free_port, _wait_until_up
 
 
-@pytest.fixture(autouse=True)
-def stays_on_loopback(snowflake_server):
-    before = len(snowflake_server.outbound())
-    yield
-    assert snowflake_server.outbound()[before:] == []
-
-
 # One tick of the freshness sensor, in a process of the Snowflake target (its manifest names
 # Snowflake's relations), as the daemon evaluates it.
 SENSOR_TICK = """

@@ -5,16 +5,7 @@ refresh of the same raw rows."""
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.snowflake_server.conftest import COMMAND_TIMEOUT_SECONDS
-
-
-@pytest.fixture(autouse=True)
-def stays_on_loopback(snowflake_server):
-    before = len(snowflake_server.outbound())
-    yield
-    assert snowflake_server.outbound()[before:] == []
 
 
 COMPARED = ["marts.fct_events", "marts.fct_sessions", "marts.fct_funnel", "marts.fct_orders", "marts.dim_users"]

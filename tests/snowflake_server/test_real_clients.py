@@ -23,19 +23,6 @@ DBT = str(Path(sys.executable).with_name("dbt"))
 DBT_TIMEOUT_SECONDS = 300  # a dbt invocation here takes 5-15 s; never wait forever on one
 STAGING = {table: f"stg_greenery__{table}" for table in raw_columns()}
 
-pytestmark = [
-    # The connector's write_pandas asks pandas 3 a question it deprecates; not ours to fix.
-    pytest.mark.filterwarnings("ignore:is_datetime64tz_dtype is deprecated"),
-]
-
-
-@pytest.fixture(autouse=True)
-def stays_on_loopback(snowflake_server):
-    before = len(snowflake_server.outbound())
-    yield
-    assert snowflake_server.outbound()[before:] == []
-
-
 @pytest.fixture(scope="module")
 def raw_tables(snowflake_server) -> dict[str, pd.DataFrame]:
     """A small synthetic shop, written into RAW the way production loads Snowflake: write_pandas."""

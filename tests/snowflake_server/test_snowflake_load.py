@@ -39,13 +39,6 @@ SNOWFLAKE_TYPES = {"varchar": ("TEXT", None), "integer": ("NUMBER", 0), "double"
                    "timestamp": ("TIMESTAMP_NTZ", None)}
 SAMPLE = {"seed": 5, "days": 2, "sessions_per_day": 80}
 
-@pytest.fixture(autouse=True)
-def stays_on_loopback(snowflake_server):
-    before = len(snowflake_server.outbound())
-    yield
-    assert snowflake_server.outbound()[before:] == []
-
-
 @pytest.fixture
 def connection(snowflake_server):
     with snowflake_server.in_process(), snowflake_server.connect() as connection:

@@ -21,6 +21,7 @@ from snowflake.connector.pandas_tools import write_pandas
 from sqlglot import exp
 
 from greenery_orchestration import wap
+from greenery_orchestration.project import STAGED_VARS
 from greenery_orchestration.rawdata.load_csv import load_csv_dir
 from greenery_orchestration.rawdata.sample import append_to_raw, write_sample
 from greenery_orchestration.rawdata.schema import raw_columns
@@ -42,22 +43,9 @@ from tests.test_snowflake import COURSE_DATA, _parse, expected_funnel
 DATABASE = "GREENERY_WAP"  # its own: test_real_clients.py fills GREENERY on the same server
 DBT = str(Path(sys.executable).with_name("dbt"))
 DBT_TIMEOUT_SECONDS = 300  # a staged build here takes 15-30 s; never wait forever on one
-STAGED = ("--vars", "{staged: true}")
+STAGED = STAGED_VARS
 SCHEMAS = ["staging", "snapshots", "intermediate", "marts"]
 KEYS = {"users": "user_id", "addresses": "address_id", "orders": "order_id", "events": "event_id"}
-
-pytestmark = [
-    # The connector's write_pandas asks pandas 3 a question it deprecates; not ours to fix.
-    pytest.mark.filterwarnings("ignore:is_datetime64tz_dtype is deprecated"),
-]
-
-
-@pytest.fixture(autouse=True)
-def stays_on_loopback(snowflake_server):
-    before = len(snowflake_server.outbound())
-    yield
-    assert snowflake_server.outbound()[before:] == []
-
 
 @pytest.fixture(scope="module")
 def emulated():

@@ -7,16 +7,5 @@
    exactly one parent; a test on two sources would be logged as an observation and stop nothing. #}
 {% test relationships_in_source(model, column_name, to, field) %}
 {%- set target = source(*to.split('.')) if execute else none -%}
-with child as (
-    select *
-    from {{ model }}
-    where {{ column_name }} is not null
-)
-
-select *
-from child
-where not exists (
-    select 1 from {{ target }} as parent
-    where parent.{{ field }} = child.{{ column_name }}
-)
+{{ test_relationships(model, column_name, target, field) }}
 {% endtest %}
