@@ -137,7 +137,7 @@ def test_ui_works_as_the_first_command(fresh_clone):
             except OSError:
                 time.sleep(1)
         assert ui.poll() is None, ui.stderr.read()
-        assert (fresh_clone / "dbt_project" / "target" / "manifest.json").exists()
+        assert (fresh_clone / "dbt_project" / "target" / "duckdb" / "manifest.json").exists()  # the default target
         assert _code_location_status(port, deadline) == "RepositoryLocation"  # loaded, not an error
     finally:
         ui.send_signal(signal.SIGTERM)
