@@ -4,11 +4,13 @@ connector, dbt-snowflake and dagster-snowflake. Nothing is patched in those proc
 
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from greenery_orchestration.settings import DBT_PROJECT_DIR
 from tests.conftest import COURSE_DATA
 from tests.snowflake_server.conftest import GREENERY
 from tests.test_ui import Dagster, _free_port, _wait_until_up
@@ -37,6 +39,7 @@ def _funnel_sessions(output: str) -> list[int]:
 
 @pytest.mark.skipif(not (COURSE_DATA / "events.csv").exists(), reason=f"the course data is not at {COURSE_DATA}")
 def test_load_run_and_funnel_on_snowflake_give_the_course_funnel(account, snowflake_server):
+    started = time.time()
     loaded = account("load-csv", str(COURSE_DATA))
     assert loaded.returncode == 0, loaded.stdout[-3000:] + loaded.stderr[-3000:]
     events = pd.read_csv(COURSE_DATA / "events.csv")
@@ -77,14 +80,17 @@ def test_load_run_and_funnel_on_snowflake_give_the_course_funnel(account, snowfl
             counts[database] = cursor.fetchone()[0]
     assert set(counts.values()) == {len(events)}, counts
 
-    # No secret in anything a user or an alert reader sees.
+    # No secret in anything a user or an alert reader sees: output, alerts, the event log and
+    # the instance's files, the published docs, and the artifacts and logs of this test's dbt runs.
     secret = snowflake_server.env["SNOWFLAKE_PASSWORD"]
     seen = loaded.stdout + loaded.stderr + ran.stdout + ran.stderr + shown.stdout + str(account.inbox.received)
     assert secret not in seen
-    for folder in (Path(account.env["DAGSTER_HOME"]), Path(account.env["GREENERY_DOCS_DIR"])):
-        for path in folder.rglob("*"):
-            if path.is_file():
-                assert secret.encode() not in path.read_bytes(), path
+    dbt_runs = [path for path in (DBT_PROJECT_DIR / "target" / "snowflake").rglob("*") if path.stat().st_mtime >= started]
+    assert [path for path in dbt_runs if path.name == "dbt.log"], "no dbt log was scanned"
+    written = [*Path(account.env["DAGSTER_HOME"]).rglob("*"), *Path(account.env["GREENERY_DOCS_DIR"]).rglob("*"), *dbt_runs]
+    for path in written:
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
 
 
 def test_greenery_ui_on_snowflake_serves_the_asset_graph_duckdb_does(account, snowflake_server, tmp_path):
