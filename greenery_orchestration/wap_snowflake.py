@@ -151,12 +151,12 @@ def publish_order(schemas: Iterable[str]) -> list[str]:
 
 
 def dbt_schemas(manifest: dict) -> list[str]:
-    """The schemas dbt fills with models and snapshots, as published (from a staged parse too),
+    """The schemas dbt fills with models, snapshots and seeds, as published (from a staged parse too),
     in publish order: what `stage()` and `publish()` take."""
     return publish_order(
         node["schema"].removesuffix(STAGED)
         for node in manifest["nodes"].values()
-        if node["resource_type"] in ("model", "snapshot")
+        if node["resource_type"] in ("model", "snapshot", "seed")
     )
 
 

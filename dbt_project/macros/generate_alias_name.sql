@@ -24,9 +24,9 @@
     {{ return('__staged') }}
 {%- endmacro %}
 
-{# Whether `node` is written by a staged build: the models and the snapshot, never tests. #}
+{# Whether `node` is written by a staged build: the models, the snapshot and the seeds, never tests. #}
 {% macro staged_build(node) -%}
-    {{ return(var('staged', false) and node is not none and node.resource_type in ['model', 'snapshot']) }}
+    {{ return(var('staged', false) and node is not none and node.resource_type in ['model', 'snapshot', 'seed']) }}
 {%- endmacro %}
 
 {# Whether a staged build goes into `<schema>__staged` schemas (Snowflake) rather than under

@@ -33,7 +33,8 @@ FUNNEL_REPORTS = {FUNNEL_MARTS[by]: by for by in ("step", "product")}
 
 class GreeneryTranslator(DagsterDbtTranslator):
     """Keys mirror the warehouse (`marts/fct_funnel`, `raw/events`). The nodes that read only raw
-    tables also depend on `follows`, the stage before theirs (the order is chain/stages.py's)."""
+    tables, or nothing (a seed), also depend on `follows`, the stage before theirs (the order is
+    chain/stages.py's)."""
 
     def __init__(self, follows: Iterable[dg.AssetKey] = ()):
         super().__init__()
@@ -47,7 +48,8 @@ class GreeneryTranslator(DagsterDbtTranslator):
     def get_asset_spec(self, manifest, unique_id, project) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         parents = self.get_resource_props(manifest, unique_id).get("depends_on", {}).get("nodes", [])
-        if self.follows and parents and all(parent.startswith("source.") for parent in parents):
+        # A seed reads nothing before it: it follows the stage before too.
+        if self.follows and all(parent.startswith("source.") for parent in parents):
             spec = spec.merge_attributes(deps=self.follows)
         if spec.key.path[0] == "marts":
             spec = spec.replace_attributes(freshness_policy=MART_FRESHNESS)
@@ -164,11 +166,11 @@ def _timestamp(value) -> str:
 
 
 def dbt_relations(keys: Iterable[dg.AssetKey]) -> dict[dg.AssetKey, wap.Relation]:
-    """The relation readers see for each dbt model and snapshot among `keys`."""
+    """The relation readers see for each dbt model, snapshot and seed among `keys`."""
     manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([greenery_models])
     relations = {}
     for node in manifest["nodes"].values():
-        if node["resource_type"] in ("model", "snapshot"):
+        if node["resource_type"] in ("model", "snapshot", "seed"):
             key = translator.get_asset_key(node)
             unique_key = node["config"].get("unique_key") or ()
             unique_key = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key)

@@ -5,9 +5,18 @@
     on_schema_change='fail',
 ) }}
 
-with events as (
-    select * from {{ ref('stg_greenery__events') }}
-    where event_type != 'package_shipped'
+with test_accounts as (
+    select * from {{ ref('test_accounts') }}
+),
+
+events as (
+    select events.*
+    from {{ ref('stg_greenery__events') }} as events
+    -- As in every funnel (int_funnel_steps__reached): known test accounts are not customers.
+    -- A session already built keeps its rows until a full refresh.
+    left join test_accounts on events.user_id = test_accounts.user_id
+    where events.event_type != 'package_shipped'
+        and test_accounts.user_id is null
 ),
 
 order_items as (
@@ -22,36 +31,59 @@ product_events_by_session as (
     select
         session_id,
         product_id,
-        count(case when event_type = 'page_view' then 1 end) > 0 as has_viewed,
-        count(case when event_type = 'add_to_cart' then 1 end) > 0 as has_added_to_cart,
+        min(case when event_type = 'page_view' then created_at end) as first_viewed_at,
         max(created_at) as last_event_at
     from events_of_sessions
     where product_id is not null
     group by session_id, product_id
 ),
 
-products_purchased_by_session as (
+{# The steps nest as in the session funnel (macros/funnel_steps_reached.sql): added to cart at or
+   after the first view of the product, bought at a checkout at or after that add. #}
+added_to_cart as (
+    select
+        viewed.session_id,
+        viewed.product_id,
+        min(adds.created_at) as first_added_at
+    from product_events_by_session as viewed
+    inner join events_of_sessions as adds
+        on viewed.session_id = adds.session_id
+        and viewed.product_id = adds.product_id
+        and adds.event_type = 'add_to_cart'
+        and adds.created_at >= viewed.first_viewed_at
+    group by viewed.session_id, viewed.product_id
+),
+
+purchased as (
     select distinct
-        checkouts.session_id,
-        order_items.product_id
-    from events_of_sessions as checkouts
-    inner join order_items on checkouts.order_id = order_items.order_id
-    where checkouts.event_type = 'checkout'
+        added_to_cart.session_id,
+        added_to_cart.product_id
+    from added_to_cart
+    inner join events_of_sessions as checkouts
+        on added_to_cart.session_id = checkouts.session_id
+        and checkouts.event_type = 'checkout'
+        and checkouts.created_at >= added_to_cart.first_added_at
+    inner join order_items
+        on checkouts.order_id = order_items.order_id
+        and added_to_cart.product_id = order_items.product_id
 ),
 
 joined as (
     select
         product_events_by_session.session_id,
         product_events_by_session.product_id,
-        product_events_by_session.has_viewed,
-        product_events_by_session.has_added_to_cart,
-        products_purchased_by_session.product_id is not null as has_purchased,
+        product_events_by_session.first_viewed_at is not null as has_viewed,
+        added_to_cart.session_id is not null as has_added_to_cart,
+        purchased.session_id is not null as has_purchased,
         product_events_by_session.last_event_at,
         {{ build_started_at() }} as dbt_updated_at
     from product_events_by_session
-    left join products_purchased_by_session
-        on product_events_by_session.session_id = products_purchased_by_session.session_id
-        and product_events_by_session.product_id = products_purchased_by_session.product_id
+    left join added_to_cart
+        on product_events_by_session.session_id = added_to_cart.session_id
+        and product_events_by_session.product_id = added_to_cart.product_id
+    left join purchased
+        on product_events_by_session.session_id = purchased.session_id
+        and product_events_by_session.product_id = purchased.product_id
 )
 
 select * from joined

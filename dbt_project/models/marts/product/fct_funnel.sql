@@ -1,24 +1,20 @@
-with steps_per_day as (
-    select * from {{ ref('int_funnel_steps__counted') }}
-),
-
-steps as (
-    select
-        step_number,
-        funnel_step,
-        sum(sessions) as sessions
-    from steps_per_day
-    group by step_number, funnel_step
+{# The seed's funnel (var('funnels').sessions): sessions that viewed a page, then added to cart,
+   then checked out, each step at or after the one before it. #}
+with funnel_steps as (
+    select * from {{ ref('fct_funnel_steps') }}
+    where funnel_name = 'sessions'
 ),
 
 final as (
     select
-        cast(step_number as integer) as step_number,
+        step_number,
         funnel_step,
-        cast(sessions as bigint) as sessions,
-        {{ funnel_rates() }},
-        {{ utc_now() }} as updated_at
-    from steps
+        units as sessions,
+        conversion_from_previous,
+        drop_off_from_previous,
+        conversion_from_start,
+        updated_at
+    from funnel_steps
 )
 
 select * from final

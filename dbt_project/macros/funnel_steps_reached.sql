@@ -1,0 +1,117 @@
+{# When each path through a funnel reached each of its steps: one row per funnel, path and step
+   reached, from `events` (event_id, session_id, user_id, event_type, created_at).
+
+   A path is what one window covers: a session (window `session`), or a unit (user or session)
+   from its first step on for `window` minutes. The path starts at its first event of the first
+   step (`ordered`) or of any step (`any`). It reaches step k when it reached step k-1 and has an
+   event of step k in the window: at or after the step before it (`ordered`), or anywhere in the
+   window (`any`). So steps nest, and a step never counts more paths than the one before it.
+   `unit_id` is what the funnel counts: the session or the user of the path. #}
+{% macro funnel_steps_reached(events) -%}
+    {%- for name, funnel in var('funnels').items() %}
+    {%- if not loop.first %}
+    union all
+    {% endif -%}
+    select * from ({{ _funnel_paths(name, funnel, events) }}) as {{ name }}
+    {%- endfor %}
+{%- endmacro %}
+
+{% macro _funnel_paths(name, funnel, events) -%}
+    {%- set steps = funnel['steps'] -%}
+    {%- set ordered = _funnel_setting(name, funnel, 'order', ['ordered', 'any']) == 'ordered' -%}
+    {%- set unit = _funnel_setting(name, funnel, 'unit', ['session', 'user']) ~ '_id' -%}
+    {%- set window = funnel.get('window', 'session') -%}
+    {%- if window != 'session' and not (window is number and window > 0) -%}
+        {{ exceptions.raise_compiler_error("funnel " ~ name ~ ": window must be `session` or a number of minutes, not " ~ window) }}
+    {%- endif -%}
+    {%- set path = 'session_id' if window == 'session' else unit -%}
+    with path_starts as (
+        select
+            {{ path }} as path_id,
+            min({{ unit }}) as unit_id,
+            min(user_id) as user_id,
+            min(created_at) as started_at,
+            min(created_at) as reached_at
+        from {{ events }}
+        where event_type in ({{ _quoted_list(steps[:1] if ordered else steps) }})
+        group by {{ path }}
+    ),
+    {%- for step in steps %}
+
+    step_{{ loop.index }} as (
+        {%- if loop.first and ordered %}
+        select * from path_starts
+        {%- else %}
+        select
+            previous.path_id,
+            previous.unit_id,
+            previous.user_id,
+            previous.started_at,
+            {% if ordered -%}
+            min(step_events.created_at)
+            {%- else -%}
+            case when min(step_events.created_at) > previous.reached_at then min(step_events.created_at) else previous.reached_at end
+            {%- endif %} as reached_at
+        from {{ 'path_starts' if loop.first else 'step_' ~ (loop.index - 1) }} as previous
+        inner join {{ events }} as step_events
+            on step_events.{{ path }} = previous.path_id
+            and step_events.event_type = '{{ step }}'
+            and step_events.created_at >= previous.{{ 'reached_at' if ordered else 'started_at' }}
+            {%- if window != 'session' %}
+            and step_events.created_at <= {{ dbt.dateadd('minute', window, 'previous.started_at') }}
+            {%- endif %}
+        group by previous.path_id, previous.unit_id, previous.user_id, previous.started_at, previous.reached_at
+        {%- endif %}
+    ),
+    {%- endfor %}
+
+    reached as (
+        {%- for step in steps %}
+        select
+            '{{ name }}' as funnel_name,
+            '{{ unit[:-3] }}' as counting_unit,
+            {{ loop.index }} as step_number,
+            '{{ step }}' as funnel_step,
+            path_id,
+            unit_id,
+            user_id,
+            started_at,
+            reached_at
+        from step_{{ loop.index }}
+        {%- if not loop.last %}
+        union all
+        {%- endif %}
+        {%- endfor %}
+    )
+
+    select * from reached
+{%- endmacro %}
+
+{# The steps of every funnel, reached or not: one row per funnel and step. #}
+{% macro funnel_steps() -%}
+    {%- for name, funnel in var('funnels').items() %}
+    {%- set outer = loop %}
+    {%- for step in funnel['steps'] %}
+    {%- if not (outer.first and loop.first) %}
+    union all
+    {%- endif %}
+    select
+        '{{ name }}' as funnel_name,
+        '{{ funnel.get("unit", "session") }}' as counting_unit,
+        {{ loop.index }} as step_number,
+        '{{ step }}' as funnel_step
+    {%- endfor %}
+    {%- endfor %}
+{%- endmacro %}
+
+{% macro _funnel_setting(name, funnel, setting, allowed) -%}
+    {%- set value = funnel.get(setting, allowed[0]) -%}
+    {%- if value not in allowed -%}
+        {{ exceptions.raise_compiler_error("funnel " ~ name ~ ": " ~ setting ~ " must be one of " ~ allowed | join(', ') ~ ", not " ~ value) }}
+    {%- endif -%}
+    {{ return(value) }}
+{%- endmacro %}
+
+{% macro _quoted_list(values) -%}
+    {%- for value in values %}'{{ value }}'{% if not loop.last %}, {% endif %}{% endfor -%}
+{%- endmacro %}

@@ -1,0 +1,45 @@
+{# Every funnel of var('funnels'), step by step: the units (sessions or users) that reached each
+   step, zero included. #}
+with reached as (
+    select * from {{ ref('int_funnel_steps__reached') }}
+),
+
+steps as (
+    {{ funnel_steps() }}
+),
+
+units_per_step as (
+    select
+        funnel_name,
+        step_number,
+        count(distinct unit_id) as units
+    from reached
+    group by funnel_name, step_number
+),
+
+counted as (
+    select
+        steps.funnel_name,
+        steps.counting_unit,
+        steps.step_number,
+        steps.funnel_step,
+        coalesce(units_per_step.units, 0) as units
+    from steps
+    left join units_per_step
+        on steps.funnel_name = units_per_step.funnel_name
+        and steps.step_number = units_per_step.step_number
+),
+
+final as (
+    select
+        funnel_name,
+        counting_unit,
+        cast(step_number as integer) as step_number,
+        funnel_step,
+        cast(units as bigint) as units,
+        {{ funnel_rates('units', partition_by='funnel_name') }},
+        {{ utc_now() }} as updated_at
+    from counted
+)
+
+select * from final
