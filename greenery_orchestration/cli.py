@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
-
 from greenery_orchestration.settings import DEFAULT_WAIT_SECONDS, docs_dir, ensure_dagster_home
 
 if TYPE_CHECKING:
@@ -32,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("greenery: interrupted", file=sys.stderr)
         return 130
-    except duckdb.IOException as error:
+    except BrokenPipeError:
+        # The reader went away (`greenery funnel | head`): not an error, and nothing left to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as error:
         # DuckDB allows one writer per file: a run holding it is no reason for a traceback.
         from greenery_orchestration.warehouse import is_lock_conflict  # noqa: PLC0415 - loads Dagster
 
@@ -77,6 +79,8 @@ def sample(args) -> int:
     from greenery_orchestration.rawdata.sample import NothingToAppend  # noqa: PLC0415
 
     if args.csv_dir:
+        import duckdb  # noqa: PLC0415 - writes the CSVs
+
         if args.append:
             raise UserFacingError("--append adds to the warehouse's raw tables; it cannot write --csv-dir")
         try:
@@ -367,9 +371,13 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--port", type=int, default=3000, help="webserver port (default 3000)")
     command.set_defaults(command=ui)
 
+    from greenery_orchestration.marts import FUNNEL_MARTS  # noqa: PLC0415 - loads Dagster
+
     command = commands.add_parser("funnel", help="print the funnel marts as tables")
     command.add_argument(
-        "--by", choices=["step", "product", "day"], default="step", help="which funnel (default step)"
+        "--by", choices=list(FUNNEL_MARTS), default="step",
+        help="which mart: sessions per step (default), users per step, per product, per day, time to convert "
+        "between steps, or per buyer type, state and high-volume user",
     )
     command.set_defaults(command=funnel)
     return parser

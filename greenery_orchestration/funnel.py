@@ -16,14 +16,24 @@ MART_QUERIES = {
         select step_number, funnel_step, sessions,
                conversion_from_previous, drop_off_from_previous, conversion_from_start
         from {relation} order by step_number""",
+    "user": """
+        select step_number, funnel_step, users,
+               conversion_from_previous, drop_off_from_previous, conversion_from_start
+        from {relation} order by step_number""",
     "product": """
         select product_name, sessions_viewed, sessions_added_to_cart, sessions_purchased,
-               view_to_cart_rate, cart_to_purchase_rate, view_to_purchase_rate
+               view_to_cart_rate, cart_to_purchase_rate, view_to_purchase_rate, abandoned_cart_value
         from {relation} order by sessions_viewed desc, product_name""",
     "day": """
         select session_date, funnel_step, sessions,
-               conversion_from_previous, drop_off_from_previous, conversion_from_start
+               conversion_from_previous, conversion_from_start, conversion_from_previous_7d, is_conversion_anomaly
         from {relation} order by session_date, step_number""",
+    "time": """
+        select from_step, to_step, conversions, avg_seconds, median_seconds, p90_seconds
+        from {relation} order by conversions desc, from_step, to_step""",
+    "breakdown": """
+        select dimension, dimension_value, funnel_step, sessions, conversion_from_previous, conversion_from_start
+        from {relation} order by dimension, dimension_value, step_number""",
 }
 
 
@@ -145,7 +155,7 @@ def funnel_chart_markdown(frame: pd.DataFrame, title: str) -> str:
 
 
 def _rate_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c.endswith("_rate") or c.startswith(("conversion", "drop_off"))]
+    return [c for c in frame.columns if c.endswith("_rate") or c.startswith(("conversion_", "drop_off_"))]
 
 
 def _json_safe(value):

@@ -14,8 +14,11 @@ MART_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=12),
 # The funnel marts by what `greenery funnel --by` calls them.
 FUNNEL_MARTS = {
     "step": dg.AssetKey(["marts", "fct_funnel"]),
+    "user": dg.AssetKey(["marts", "fct_funnel_users"]),
     "product": dg.AssetKey(["marts", "fct_product_funnel"]),
     "day": dg.AssetKey(["marts", "fct_funnel_daily"]),
+    "time": dg.AssetKey(["marts", "fct_funnel_time_to_convert"]),
+    "breakdown": dg.AssetKey(["marts", "fct_funnel_breakdown"]),
 }
 
 # What a production build calls a relation until it is published: the suffix

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from greenery_orchestration.wap import Relation
 
 
+# Snowflake's error for an object that does not exist (or that the role may not see).
+_DOES_NOT_EXIST = 2003
+
+
 class SnowflakeWarehouse(SnowflakeResource):
     """SNOWFLAKE_DATABASE: its schema raw, the schemas dbt builds, and a clone per environment."""
 
@@ -43,9 +47,16 @@ class SnowflakeWarehouse(SnowflakeResource):
     def newest_loaded_at(self, criteria: Mapping[dg.AssetKey, dict]) -> dict[dg.AssetKey, datetime | None]:
         import pandas as pd  # noqa: PLC0415
 
+        from snowflake.connector.errors import ProgrammingError  # noqa: PLC0415
+
         newest = {}
         for key, criterion in criteria.items():
-            value = self.read_sql(newest_sql(criterion))["newest"].iloc[0]
+            try:
+                value = self.read_sql(newest_sql(criterion))["newest"].iloc[0]
+            except ProgrammingError as error:
+                if error.errno != _DOES_NOT_EXIST:
+                    raise
+                value = None  # not loaded yet: no rows, as on DuckDB, not a failed sensor tick
             newest[key] = None if pd.isna(value) else pd.Timestamp(value).tz_localize(None).to_pydatetime()
         return newest
 

@@ -46,7 +46,7 @@ def test_only_failed_row_tests_with_a_key_are_read_and_an_error_leaves_the_examp
     def query(sql: str) -> pd.DataFrame:
         asked.append(sql)
         if "broken" in sql:
-            raise RuntimeError("Conversion Error: could not convert 'khearmon0@netvibes.com'")
+            raise RuntimeError("Conversion Error: could not convert 'jane@example.com'")
         return pd.DataFrame({"event_id": ["e-1"]})
 
     def result(name: str, status: str = "fail", sql: str = "select * from raw.events") -> dict:

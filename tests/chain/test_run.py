@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from greenery_orchestration.cli import main
+from greenery_orchestration.rawdata.sample import CHECKOUT_RATE_WITH_CART
 
 
 STEPS = ["page_view", "add_to_cart", "checkout"]
@@ -141,11 +142,13 @@ def test_the_chain_passes_every_check_on_sample_data_loaded_from_csv(warehouse, 
         assert secret not in shown + captured.err
         assert secret not in logged  # no secret in the event log
     assert "run " in shown and "of greenery_production succeeded" in shown
-    assert "step build_models finished in" in shown and "18 asset(s) materialized" in shown
+    assert "step build_models finished in" in shown and "23 asset(s) materialized" in shown
     assert "START" not in shown and "\x1b[" not in shown  # dbt's per-node lines only with --verbose
-    funnel = _mart(warehouse / "prod.duckdb", "select sessions from marts.fct_funnel order by step_number")
+    funnel = _mart(warehouse / "prod.duckdb", "select sessions, conversion_from_previous from marts.fct_funnel order by step_number")
     assert funnel.sessions[0] == 600  # every synthetic session views a product
     assert funnel.sessions[0] > funnel.sessions[1] > funnel.sessions[2] > 0
+    # The generator's known rate: a session with a cart checks out with probability 0.77 (4 sd of ~470 carts).
+    assert abs(funnel.conversion_from_previous[2] - CHECKOUT_RATE_WITH_CART) < 0.08
 
 
 def test_bad_raw_data_fails_the_run_and_keeps_the_last_good_marts(warehouse, course_data, capsys, alert_inbox):

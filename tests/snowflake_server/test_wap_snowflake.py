@@ -162,7 +162,7 @@ def first(snowflake_server, emulated, shop, dbt_manifest) -> FirstPublish:
     assert build.returncode == 0, build.stdout[-5000:] + build.stderr[-2000:] + snowflake_server.server_log()
     assert set(results.values()) <= {"success", "pass"}
     manifest = json.loads((shop.target / "manifest.json").read_text())
-    view_ddl = (shop.target / "run" / "greenery" / "models" / "intermediate" / "int_funnel_steps__counted.sql").read_text()
+    view_ddl = (shop.target / "run" / "greenery" / "models" / "marts" / "product" / "fct_funnel.sql").read_text()
     with snowflake_server.in_process(), snowflake_server.connect(DATABASE, schema="RAW") as connection:
         published = publish(connection, DATABASE, schemas, "run-1", "code-1")
     return FirstPublish(shop, staged, manifest, view_ddl, published)
@@ -171,7 +171,7 @@ def first(snowflake_server, emulated, shop, dbt_manifest) -> FirstPublish:
 def test_a_staged_build_writes_into_staged_schemas_and_its_publish_gives_the_duckdb_funnel(snowflake_server, first):
     # The build wrote every model and the snapshot into `<schema>__staged`, under their own names.
     built = [node for node in first.manifest["nodes"].values() if node["resource_type"] in ("model", "snapshot")]
-    assert len(built) == 19
+    assert len(built) == 23
     assert {node["schema"] for node in built} == {f"{schema}__staged" for schema in SCHEMAS}
     assert all(node["alias"] == node["name"] for node in built)
 
@@ -185,11 +185,11 @@ def test_a_staged_build_writes_into_staged_schemas_and_its_publish_gives_the_duc
         assert {schema.upper() for schema in SCHEMAS} <= schemas
         assert not [name for name in schemas if name.endswith("__STAGED")]
         views = rows(connection, "select table_schema, table_name, view_definition from information_schema.views "
-                     "where table_schema in ('STAGING', 'INTERMEDIATE')")
-        assert len(views) == 8
+                     "where table_schema in ('STAGING', 'MARTS')")
+        assert len(views) == 9  # the staging models, fct_funnel and fct_funnel_users
         assert not [name for _, name, definition in views if "__STAGED" in definition.upper()]
         # A view that reads another model reads the published one.
-        assert rows(connection, "select sum(sessions) from intermediate.int_funnel_steps__counted where step_number = 1") == \
+        assert rows(connection, "select sessions from marts.fct_funnel where step_number = 1") == \
             rows(connection, "select sum(sessions) from marts.fct_funnel_daily where step_number = 1")
         # The publish log: one row, the counts of every table as published, raw included.
         ((run_id, code_version, counts),) = published_log(connection)

@@ -1,3 +1,6 @@
+{# A view: the numbers are fct_funnel_steps' (counted once), this is one funnel of them. #}
+{{ config(materialized='view') }}
+
 {# The seed's funnel (var('funnels').sessions): sessions that viewed a page, then added to cart,
    then checked out, each step at or after the one before it. #}
 with funnel_steps as (

@@ -1,3 +1,6 @@
+{# A view: the numbers are fct_funnel_steps' (counted once), this is one funnel of them. #}
+{{ config(materialized='view') }}
+
 {# The user-level funnel (var('funnels').users_7_days): users who viewed a page, then added to
    cart, then checked out, each step at or after the one before it, within 7 days of their first
    page view in the data. #}
