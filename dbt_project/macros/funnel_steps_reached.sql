@@ -87,16 +87,17 @@
     select * from reached
 {%- endmacro %}
 
-{# The steps of every funnel, reached or not: one row per funnel and step. #}
-{% macro funnel_steps() -%}
-    {%- for name, funnel in var('funnels').items() %}
+{# The steps of every funnel, or of the funnel `name`, reached or not: one row per funnel and step. #}
+{% macro funnel_steps(name=none) -%}
+    {%- set funnels = var('funnels') if name is none else {name: var('funnels')[name]} -%}
+    {%- for funnel_name, funnel in funnels.items() %}
     {%- set outer = loop %}
     {%- for step in funnel['steps'] %}
     {%- if not (outer.first and loop.first) %}
     union all
     {%- endif %}
     select
-        '{{ name }}' as funnel_name,
+        '{{ funnel_name }}' as funnel_name,
         '{{ funnel.get("unit", "session") }}' as counting_unit,
         {{ loop.index }} as step_number,
         '{{ step }}' as funnel_step

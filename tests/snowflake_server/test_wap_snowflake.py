@@ -171,7 +171,7 @@ def first(snowflake_server, emulated, shop, dbt_manifest) -> FirstPublish:
 def test_a_staged_build_writes_into_staged_schemas_and_its_publish_gives_the_duckdb_funnel(snowflake_server, first):
     # The build wrote every model and the snapshot into `<schema>__staged`, under their own names.
     built = [node for node in first.manifest["nodes"].values() if node["resource_type"] in ("model", "snapshot")]
-    assert len(built) == 23
+    assert len(built) == 24
     assert {node["schema"] for node in built} == {f"{schema}__staged" for schema in SCHEMAS}
     assert all(node["alias"] == node["name"] for node in built)
 

@@ -5,18 +5,14 @@
     on_schema_change='fail',
 ) }}
 
-with test_accounts as (
-    select * from {{ ref('test_accounts') }}
-),
+-- The lookback looks up recent sessions in all events (macros/recent_sessions.sql):
+-- depends_on: {{ ref('stg_greenery__events') }}
 
-events as (
-    select events.*
-    from {{ ref('stg_greenery__events') }} as events
-    -- As in every funnel (int_funnel_steps__reached): known test accounts are not customers.
-    -- A session already built keeps its rows until a full refresh.
-    left join test_accounts on events.user_id = test_accounts.user_id
-    where events.event_type != 'package_shipped'
-        and test_accounts.user_id is null
+with events as (
+    select * from {{ ref('int_customer_events__filtered') }}
+    -- Known test accounts are not customers; a session already built keeps its rows until a full
+    -- refresh. A shipping notice arrives days later: not something the visitor did.
+    where event_type != 'package_shipped'
 ),
 
 order_items as (

@@ -14,8 +14,7 @@ users as (
 ),
 
 steps as (
-    select * from ({{ funnel_steps() }}) as funnel_steps
-    where funnel_name = 'sessions'
+    {{ funnel_steps('sessions') }}
 ),
 
 sessions as (

@@ -17,8 +17,7 @@ with reached as (
 ),
 
 steps as (
-    select * from ({{ funnel_steps() }}) as funnel_steps
-    where funnel_name = 'sessions'
+    {{ funnel_steps('sessions') }}
 ),
 
 sessions_per_day_and_step as (

@@ -8,8 +8,7 @@ with reached as (
 ),
 
 steps as (
-    select * from ({{ funnel_steps() }}) as funnel_steps
-    where funnel_name = 'sessions'
+    {{ funnel_steps('sessions') }}
 ),
 
 step_pairs as (
