@@ -86,7 +86,7 @@ def _failed_check_evaluations(instance: dg.DagsterInstance, run_id: str) -> list
 
 def check_line(evaluation) -> str:
     """A failed or warned check: its severity, name and asset, what was observed and the threshold,
-    and the key of a failing row when there is one."""
+    and what its failing rows say of themselves, or the key of one, when there is one."""
     metadata = {key: value.value for key, value in evaluation.metadata.items()}
     severity = evaluation.severity.value if evaluation.severity else "ERROR"
     if "age_hours" in metadata:
@@ -97,7 +97,9 @@ def check_line(evaluation) -> str:
         observed = "the test did not run (dbt error)"
     elif "dagster_dbt/failed_row_count" in metadata:
         observed = f"{metadata['dagster_dbt/failed_row_count']} failing row(s), threshold 0"
-        if metadata.get("example_key"):  # the key of one failing row (assets/examples.py)
+        if metadata.get("failing_rows"):  # the first few rows, as the test describes them (assets/examples.py)
+            observed += ": " + "; ".join(metadata["failing_rows"])
+        elif metadata.get("example_key"):  # the key of one failing row (assets/examples.py)
             observed += f", e.g. {metadata['example_key']}"
     else:
         observed = first_line(str(metadata.get("error", ""))) or "failed"

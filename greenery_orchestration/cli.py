@@ -124,9 +124,10 @@ def _write_sample(args, warehouse: "Warehouse | None") -> dict[str, int]:
     print(
         f"Generating {args.hours or args.days} {'hour' if args.hours else 'day'}(s) at "
         f"{args.sessions_per_day:,} sessions/day ending {end.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC "
-        f"(seed {args.seed}) into {warehouse.location if warehouse else args.csv_dir}..."
+        f"(seed {args.seed}{_conversion_said(args)}) into {warehouse.location if warehouse else args.csv_dir}..."
     )
-    spec = {"seed": args.seed, "sessions_per_day": args.sessions_per_day, "end": end, **window}
+    spec = {"seed": args.seed, "sessions_per_day": args.sessions_per_day, "end": end, **window,
+            "conversion": dict(args.conversion or [])}
     return warehouse.write_sample(**spec) if warehouse else write_sample(Path(args.csv_dir), **spec)
 
 
@@ -135,12 +136,35 @@ def _append_sample(args, warehouse: "Warehouse") -> dict[str, int]:
     until = min(args.end, now) if args.end else now  # never an event in the future
     hours = args.hours or 1
     print(
-        f"Appending up to {hours} hour(s) at {args.sessions_per_day:,} sessions/day after the newest raw "
-        f"event in {warehouse.location}, ending by {until:%Y-%m-%d %H:%M:%S} UTC..."
+        f"Appending up to {hours} hour(s) at {args.sessions_per_day:,} sessions/day{_conversion_said(args)} after "
+        f"the newest raw event in {warehouse.location}, ending by {until:%Y-%m-%d %H:%M:%S} UTC..."
     )
-    appended = warehouse.append_sample(seed=args.seed, hours=hours, sessions_per_day=args.sessions_per_day, until=until)
+    appended = warehouse.append_sample(
+        seed=args.seed, hours=hours, sessions_per_day=args.sessions_per_day, until=until,
+        conversion=dict(args.conversion or []),
+    )
     print(f"Appended {appended.start:%Y-%m-%d %H:%M:%S} to {appended.end:%Y-%m-%d %H:%M:%S} UTC (seed {args.seed}):")
     return appended.counts
+
+
+def _conversion_factor(text: str) -> tuple[str, float]:
+    """--conversion STEP=FACTOR, checked as the generator will use it."""
+    from greenery_orchestration.rawdata.sample import conversion_rates  # noqa: PLC0415 - numpy, only when asked
+
+    step, _, factor = (part.strip() for part in text.partition("="))
+    try:
+        value = float(factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected STEP=FACTOR (e.g. checkout=0.3), not {text!r}") from None
+    try:
+        conversion_rates({step: value})
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return step, value
+
+
+def _conversion_said(args) -> str:
+    return "".join(f", {step} conversion x{factor:g}" for step, factor in dict(args.conversion or []).items())
 
 
 @contextlib.contextmanager
@@ -325,6 +349,17 @@ def _parser() -> argparse.ArgumentParser:
         "users and orders of the products and promos in the raw tables. The window ends by now (or "
         "--end) and is at least an hour long; when less than an hour has passed since the newest "
         "event, nothing is appended and the command says so (exit code 0)",
+    )
+    command.add_argument(
+        "--conversion",
+        type=_conversion_factor,
+        action="append",
+        metavar="STEP=FACTOR",
+        help="multiply a funnel step's conversion in the hours generated (or appended) by FACTOR, e.g. "
+        "checkout=0.3 for a broken checkout, to see the conversion anomaly alert fire on that day. STEP is "
+        "add_to_cart (the chance to add each product viewed to the cart, so the share of sessions adding "
+        "any falls less than FACTOR) or checkout (the share of sessions with a cart that check out); FACTOR "
+        "is 0 or more, up to what makes the rate 100%%. Repeat for both steps",
     )
     command.add_argument(
         "--csv-dir", help="write the seven CSVs to this folder instead of the warehouse's raw tables"

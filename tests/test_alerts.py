@@ -5,9 +5,11 @@ import re
 import shutil
 import subprocess
 
+import dagster as dg
 import duckdb
 import pytest
 
+from greenery_orchestration.alerts import check_line
 from greenery_orchestration.cli import main
 
 
@@ -95,3 +97,17 @@ def test_a_test_that_cannot_run_is_reported_as_its_error_not_as_zero_failing_row
     assert line in message.splitlines()
     assert f"  {line}" in _after_alert_line(shown).splitlines()
     assert "failing row(s)" not in message
+
+
+def test_a_check_whose_test_describes_its_rows_reads_as_those_descriptions():
+    evaluation = dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(["marts", "fct_funnel_daily"]),
+        check_name="fct_funnel_daily_conversion_within_trailing_range",
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"dagster_dbt/failed_row_count": 2, "failing_rows": ["add_to_cart on …", "checkout on …"]},
+    )
+    assert check_line(evaluation) == (
+        "WARN check fct_funnel_daily_conversion_within_trailing_range on marts/fct_funnel_daily: "
+        "2 failing row(s), threshold 0: add_to_cart on …; checkout on …"
+    )

@@ -31,7 +31,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from greenery_orchestration.assets.examples import failing_examples
+from greenery_orchestration.assets.examples import EXAMPLE, failing_examples
 from greenery_orchestration.warehouse_snowflake import snowflake_clone_sql
 from greenery_orchestration.chain.masking import pii_columns
 from greenery_orchestration.rawdata.load_csv import load_csv_dir, replace_raw_tables
@@ -370,7 +370,7 @@ def test_a_failed_raw_test_names_one_of_its_rows_through_the_snowflake_resource(
         resource = warehouse_resource().process_config_and_initialize()  # as a run gets it
         examples = failing_examples(resource.read_sql, manifest, results)
 
-    named = {manifest["nodes"][test]["name"]: example for test, example in examples.items()}
+    named = {manifest["nodes"][test]["name"]: example[EXAMPLE] for test, example in examples.items()}
     assert named.keys() == {
         "source_not_null_greenery_events_order_id__checkout_and_package_shipped",
         "source_relationships_greenery_events_order_id__greenery_orders",

@@ -14,7 +14,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
 from greenery_orchestration import wap
-from greenery_orchestration.assets.examples import EXAMPLE, failing_examples
+from greenery_orchestration.assets.examples import failing_examples
 from greenery_orchestration.dbt_errors import dbt_failure
 from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS
 from greenery_orchestration.progress import NOTICE
@@ -196,14 +196,13 @@ def _dbt_build(
             failed_checks.append(event)
         else:
             yield event
-    # dbt has exited and released the warehouse: each failed check names one of its failing rows.
+    # dbt has exited and released the warehouse: each failed check names (or describes) its failing rows.
     examples = {}
     if failed_checks and (invocation.target_path / "run_results.json").exists():
         results = invocation.get_artifact("run_results.json")["results"]
         examples = failing_examples(warehouse.read_sql, invocation.manifest, results)
     for check in failed_checks:
-        example = examples.get(check.metadata["unique_id"].value)
-        yield check.with_metadata({**check.metadata, EXAMPLE: example}) if example else check
+        yield check.with_metadata({**check.metadata, **examples.get(check.metadata["unique_id"].value, {})})
     # Failed blocking checks fail the step with a message that names them; any other error
     # fails it here, with dbt's own first line.
     if failure := dbt_failure(invocation, ignore_failed_tests=bool(failed_checks)):

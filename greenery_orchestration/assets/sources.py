@@ -9,7 +9,7 @@ from dagster_dbt import DbtCliResource
 from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
 from greenery_orchestration.assets.dbt import greenery_models, tests_on_raw_tables
-from greenery_orchestration.assets.examples import EXAMPLE, failing_examples
+from greenery_orchestration.assets.examples import failing_examples
 from greenery_orchestration.dbt_errors import dbt_failure
 from greenery_orchestration.settings import target
 from greenery_orchestration.warehouse import WAREHOUSE_POOL, Warehouse, WarehouseUnusable, is_lock_conflict
@@ -113,7 +113,7 @@ def raw_data_gate() -> dg.AssetChecksDefinition:
         examples = failing_examples(warehouse.read_sql, raw_manifest()[0], results)
         for result in results:
             if result["status"] != "error":
-                yield _test_result(*tests[result["unique_id"]], result, examples.get(result["unique_id"]))
+                yield _test_result(*tests[result["unique_id"]], result, examples.get(result["unique_id"], {}))
         # A test that could not run has no result: the step fails with dbt's cause instead (a
         # failed blocking check yielded first would fail it with Dagster's message).
         if any(result["status"] == "error" for result in results):
@@ -122,11 +122,9 @@ def raw_data_gate() -> dg.AssetChecksDefinition:
     return _gate
 
 
-def _test_result(name: str, key: dg.AssetKey, result: dict, example: str | None) -> dg.AssetCheckResult:
+def _test_result(name: str, key: dg.AssetKey, result: dict, examples: dict) -> dg.AssetCheckResult:
     status = result["status"]
-    metadata = {"status": status, "dagster_dbt/failed_row_count": result.get("failures") or 0}
-    if example:
-        metadata[EXAMPLE] = example
+    metadata = {"status": status, "dagster_dbt/failed_row_count": result.get("failures") or 0, **examples}
     return dg.AssetCheckResult(
         asset_key=key,
         check_name=name,

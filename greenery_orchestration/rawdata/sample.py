@@ -18,6 +18,9 @@ in time order within a session), then all checkouts, then all package shipments.
 `append_sample` adds the next hours of the shop to raw tables that may hold anything (the course
 data, say): its sessions browse and order the products and promos already in the raw tables,
 so every id an appended row refers to exists.
+
+`conversion` scales a step's rate for the window generated ({"checkout": 0.3}: a checkout that
+broke for those hours), to see the conversion anomaly alerts fire on a day known to be bad.
 """
 
 import math
@@ -40,6 +43,8 @@ SITE = "https://greenary.com"
 PAGE_VIEW_WEIGHTS = np.array([104, 99, 153, 92, 73, 35, 14, 4, 3, 1], dtype=float)
 ADD_TO_CART_RATE = 0.52  # per viewed product; gives ~81% of sessions with an add to cart
 CHECKOUT_RATE_WITH_CART = 0.77  # of sessions with a cart; gives ~62% of all sessions
+# The funnel steps whose rate `conversion` scales, and that rate.
+CONVERSION_RATES = {"add_to_cart": ADD_TO_CART_RATE, "checkout": CHECKOUT_RATE_WITH_CART}
 PROMO_RATE = 1 / 9
 SECONDS_BETWEEN_EVENTS = (8, 150)  # a session lasts from seconds to some tens of minutes
 MAX_QUANTITY = 3
@@ -134,6 +139,7 @@ def sample_tables(
     start: datetime | None = None,
     catalogue: dict[str, pa.Table] | None = None,
     stream: int | None = None,
+    conversion: dict[str, float] | None = None,
 ) -> dict[str, pa.Table]:
     """A synthetic Greenery data set of `days` (or `hours`, or since `start`) ending at `end`
     (tz-aware datetimes), deterministic for `seed`, the window and the catalogue.
@@ -146,7 +152,11 @@ def sample_tables(
     The catalogue is `catalogue` ({'products': ..., 'promos': ...} with the raw columns, e.g.
     `raw_catalogue`) when given, else drawn from `seed` alone: windows generated with one seed
     and different ends share it and can be appended to each other without key collisions.
+
+    `conversion` scales the rate of a step ({"checkout": 0.3}; see conversion_rates). The random
+    draws are the same whatever it is: with it, the same sessions convert less (or more).
     """
+    rates = conversion_rates(conversion)
     lo, hi, window_us = _window(end, days=days, hours=hours, start=start)
     if sessions_per_day < 1:
         raise ValueError("sessions_per_day must be at least 1")
@@ -159,7 +169,7 @@ def sample_tables(
     # prints, whenever it runs); appends pass their end, so consecutive windows differ.
     rng = np.random.default_rng([seed, window_us if stream is None else stream])
     columns = dict(catalogue)
-    sessions = _sessions(rng, n_sessions, len(price_cents), lo, hi)
+    sessions = _sessions(rng, n_sessions, len(price_cents), lo, hi, rates)
     n_users = max(MIN_USERS, int(n_sessions * USERS_PER_SESSION))
     session_user = rng.integers(n_users, size=sessions["count"])
     orders = _orders(rng, sessions, price_cents, promo_discount_cents, hi)
@@ -179,6 +189,30 @@ def sample_tables(
         table: pa.table([columns[table][name] for name in names], names=list(names))
         for table, names in raw_columns().items()
     }
+
+
+def conversion_rates(factors: dict[str, float] | None = None) -> dict[str, float]:
+    """CONVERSION_RATES, each scaled by the step's factor in `factors`. `add_to_cart` is the chance
+    to add each product viewed, so the share of sessions adding any falls less than the factor;
+    `checkout` is the share of sessions with a cart that check out. Raises ValueError, one line,
+    for a step that is not there or a factor that makes no rate (below 0, above 100%)."""
+    rates = dict(CONVERSION_RATES)
+    for step, factor in (factors or {}).items():
+        if step not in rates:
+            raise ValueError(f"no step {step!r} to scale: choose {' or '.join(CONVERSION_RATES)}")
+        highest = 1 / rates[step]
+        if not 0 <= factor <= highest:  # NaN too
+            raise ValueError(
+                f"{step}={factor:g} would make the {step} rate {rates[step] * factor:.1%} (it is {rates[step]:.0%}): "
+                f"the factor must lie between 0 and {math.floor(highest * 100) / 100:g}"
+            )
+        rates[step] *= factor
+    return rates
+
+
+def conversion_text(factors: dict[str, float] | None) -> str:
+    """` conversion=checkout=0.3` for the load log's source, or nothing."""
+    return "".join(f" conversion={step}={factor:g}" for step, factor in sorted((factors or {}).items()))
 
 
 def seed_catalogue(seed: int) -> dict[str, pa.Table]:
@@ -217,7 +251,8 @@ class NothingToAppend(Exception):
 
 
 def append_to_raw(
-    warehouse: Path, *, seed: int, hours: int, sessions_per_day: int, until: datetime | None = None
+    warehouse: Path, *, seed: int, hours: int, sessions_per_day: int, until: datetime | None = None,
+    conversion: dict[str, float] | None = None,
 ) -> Appended:
     """The next `hours` of the shop after the newest raw event, but never past `until` (default
     now), added to the raw tables of the warehouse file in one transaction with its load-log row.
@@ -231,7 +266,7 @@ def append_to_raw(
     with duckdb.connect(str(warehouse)) as connection:
         tables, appended, source = plan_append(
             _newest_event(connection, warehouse), raw_catalogue(connection),
-            seed=seed, hours=hours, sessions_per_day=sessions_per_day, until=until,
+            seed=seed, hours=hours, sessions_per_day=sessions_per_day, until=until, conversion=conversion,
         )
         _insert_rows(connection, tables, source)
     return appended
@@ -239,7 +274,7 @@ def append_to_raw(
 
 def plan_append(
     newest: datetime, catalogue: dict[str, pa.Table], *, seed: int, hours: int, sessions_per_day: int,
-    until: datetime | None = None,
+    until: datetime | None = None, conversion: dict[str, float] | None = None,
 ) -> tuple[dict[str, pa.Table], Appended, str]:
     """What `append_to_raw` adds after the newest raw event (naive UTC), browsing `catalogue`
     (see raw_catalogue), on either warehouse: the new rows of every table but the catalogue's,
@@ -247,13 +282,13 @@ def plan_append(
     start, end = _append_window(newest, hours, until or datetime.now(UTC))
     tables = sample_tables(
         seed=seed, sessions_per_day=sessions_per_day, start=start, end=end, catalogue=catalogue,
-        stream=int(end.timestamp()),
+        stream=int(end.timestamp()), conversion=conversion,
     )
     lo, hi, _ = _window(end, start=start)
     counts = {table: rows.num_rows for table, rows in tables.items() if table not in CATALOGUE}
     appended = Appended(_naive_utc(lo), _naive_utc(hi), counts)
     source = (
-        f"sample --append seed={seed} sessions-per-day={sessions_per_day} "
+        f"sample --append seed={seed} sessions-per-day={sessions_per_day}{conversion_text(conversion)} "
         f"from {appended.start:%Y-%m-%dT%H:%M:%SZ} to {appended.end:%Y-%m-%dT%H:%M:%SZ}"
     )
     return {table: tables[table] for table in counts}, appended, source
@@ -359,7 +394,7 @@ def sample_source(spec: dict) -> str:
         window = f"hours={spec['hours']}" if spec.get("hours") else f"days={spec.get('days')}"
     return (
         f"sample seed={spec['seed']} {window} sessions-per-day={spec['sessions_per_day']} "
-        f"end={spec['end'].astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+        f"end={spec['end'].astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}{conversion_text(spec.get('conversion'))}"
     )
 
 
@@ -407,7 +442,7 @@ def _promos(rng):
     }
 
 
-def _sessions(rng, n_sessions, n_products, lo, hi):
+def _sessions(rng, n_sessions, n_products, lo, hi, rates):
     """The browsing of every session (page views and adds to cart), then its checkout, if any.
 
     Within a session: page view, (add to cart of that product), page view, ..., (checkout),
@@ -425,11 +460,11 @@ def _sessions(rng, n_sessions, n_products, lo, hi):
     stride = rng.choice(_strides(n_products), size=n_sessions)
     view_product = (np.repeat(start_product, n_views) + view_rank * np.repeat(stride, n_views)) % n_products
 
-    added = rng.random(len(view_session)) < ADD_TO_CART_RATE
+    added = rng.random(len(view_session)) < rates["add_to_cart"]
     adds_before = np.cumsum(added) - added  # adds before this view, over all sessions
     adds_before -= np.repeat(adds_before[first_view], n_views)  # ... within its session
     n_adds = np.bincount(view_session[added], minlength=n_sessions)
-    checks_out = (n_adds > 0) & (rng.random(n_sessions) < CHECKOUT_RATE_WITH_CART)
+    checks_out = (n_adds > 0) & (rng.random(n_sessions) < rates["checkout"])
 
     n_browse = n_views + n_adds
     first_browse = np.cumsum(n_browse) - n_browse

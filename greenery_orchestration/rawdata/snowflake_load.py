@@ -113,7 +113,7 @@ def snowflake_write_sample(connection: "SnowflakeConnection", *, database: str, 
 
 def snowflake_append_sample(
     connection: "SnowflakeConnection", *, database: str, seed: int, hours: int, sessions_per_day: int,
-    until: datetime | None = None,
+    until: datetime | None = None, conversion: dict[str, float] | None = None,
 ) -> Appended:
     """`greenery sample --append` on Snowflake: the next `hours` of the shop after the newest
     event in `<database>.raw.events`, never past `until` (default now), browsing the products
@@ -127,6 +127,7 @@ def snowflake_append_sample(
         catalogue = _raw_catalogue(connection, duck, database)
         tables, appended, source = plan_append(
             newest, catalogue, seed=seed, hours=hours, sessions_per_day=sessions_per_day, until=until,
+            conversion=conversion,
         )
         for table, rows in tables.items():
             duck.register(f"sample_{table}", rows)

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from greenery_orchestration.assets.examples import failing_examples, row_keys
+from greenery_orchestration.assets.examples import DESCRIBED, EXAMPLE, failing_examples, row_keys
 
 SOURCE = "source.greenery.greenery."
 
@@ -60,7 +60,31 @@ def test_only_failed_row_tests_with_a_key_are_read_and_an_error_leaves_the_examp
         result("source_not_null_greenery_events_session_id", status="pass"),
         result("source_not_null_greenery_order_items_order_id"),  # no key: not read
     ]
-    assert failing_examples(query, manifest, results) == {named["unique_id"]: "event_id e-1"}
+    assert failing_examples(query, manifest, results) == {named["unique_id"]: {EXAMPLE: "event_id e-1"}}
     assert len(asked) == 2
     # Only the key is read out of the failing rows.
     assert asked[0].startswith("select event_id from (\nselect * from raw.events\n) as failing where")
+
+
+def test_a_test_that_describes_its_rows_shows_its_descriptions_unless_it_reads_a_pii_column(manifest):
+    anomaly = _test_id(manifest, "fct_funnel_daily_conversion_within_trailing_range")
+    results = [{"unique_id": anomaly, "status": "warn", "compiled_code": "select 1"}]
+    asked = []
+
+    def query(sql: str) -> pd.DataFrame:
+        asked.append(sql)
+        if sql.startswith("select description"):
+            return pd.DataFrame({"description": ["checkout on 2026-11-20: 31.2% of add_to_cart sessions, …"]})
+        return pd.DataFrame({"session_date": ["2026-11-20"], "step_number": [3]})
+
+    assert failing_examples(query, manifest, results) == {
+        anomaly: {DESCRIBED: ["checkout on 2026-11-20: 31.2% of add_to_cart sessions, …"]}
+    }
+    assert asked[-1].endswith("as failing where description is not null order by description limit 5")
+
+    # A description may quote any column the test reads: with a PII column there, the key names the row.
+    reading_pii = copy.deepcopy(manifest)
+    column = reading_pii["nodes"]["model.greenery.fct_funnel_daily"]["columns"]["funnel_step"]
+    column.setdefault("config", {}).setdefault("meta", {})["pii"] = True
+    named = {anomaly: {EXAMPLE: "session_date 2026-11-20, step_number 3"}}
+    assert failing_examples(query, reading_pii, results) == named

@@ -334,3 +334,12 @@ def test_append_when_the_data_already_ends_now_says_there_is_nothing_to_append(w
 def test_append_without_raw_data_says_what_to_do(workspace):
     result = workspace.greenery("sample", "--append")
     assert_refused(result, "no warehouse at", "greenery sample")
+
+
+def test_a_conversion_factor_that_makes_no_rate_is_refused_in_one_line(workspace):
+    result = workspace.greenery("sample", "--conversion", "checkout=2")
+    assert result.returncode == 2
+    (error,) = [line for line in result.stderr.splitlines() if not line.startswith(("usage:", " "))]
+    assert error == ("greenery sample: error: argument --conversion: checkout=2 would make the checkout rate "
+                     "154.0% (it is 77%): the factor must lie between 0 and 1.29")
+    assert not workspace.database.exists()

@@ -573,3 +573,47 @@ def test_a_sample_has_the_same_numbers_whenever_it_ends():
 
     monday = datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)
     assert sessions_per_step(monday) == sessions_per_step(monday + timedelta(days=200, seconds=17))
+
+
+def _step_rates(tables) -> tuple[float, float]:
+    """From the rows: the share of sessions adding to cart, and of those, the share checking out."""
+    types = tables["events"].to_pandas().groupby("session_id")["event_type"].agg(set)
+    added = types.map(lambda seen: "add_to_cart" in seen)
+    checked_out = types.map(lambda seen: "checkout" in seen)
+    return added.mean(), checked_out[added].mean()
+
+
+def test_conversion_scales_the_rate_of_the_step_asked_and_no_other(tables):
+    from greenery_orchestration.rawdata.sample import ADD_TO_CART_RATE, PAGE_VIEW_WEIGHTS
+
+    def scaled(**conversion):
+        return sample_tables(seed=42, days=DAYS, sessions_per_day=SESSIONS_PER_DAY, end=END, conversion=conversion)
+
+    add_share, checkout_share = _step_rates(tables)
+    broken_checkout = scaled(checkout=0.3)
+    # The same draws: the same sessions add to cart, and fewer of them check out.
+    assert _step_rates(broken_checkout)[0] == add_share
+    assert _step_rates(broken_checkout)[1] == pytest.approx(0.3 * checkout_share, rel=0.1)
+    assert scaled(checkout=0.3)["events"].equals(broken_checkout["events"])  # deterministic per seed
+
+    # add_to_cart scales the chance per product viewed: a session of n views adds with 1 - (1 - p)^n.
+    views = PAGE_VIEW_WEIGHTS / PAGE_VIEW_WEIGHTS.sum()
+    halved = sum(share * (1 - (1 - ADD_TO_CART_RATE / 2) ** n) for n, share in enumerate(views, start=1))
+    fewer_adds = _step_rates(scaled(add_to_cart=0.5))
+    assert fewer_adds[0] == pytest.approx(halved, abs=0.03)
+    assert fewer_adds[0] < add_share - 0.1
+    assert fewer_adds[1] == pytest.approx(checkout_share, abs=0.03)
+
+
+@pytest.mark.parametrize(
+    ("conversion", "message"),
+    [
+        ({"basket": 0.5}, "no step 'basket' to scale: choose add_to_cart or checkout"),
+        ({"checkout": 2},
+         r"^checkout=2 would make the checkout rate 154.0% \(it is 77%\): the factor must lie between 0 and 1.29$"),
+        ({"add_to_cart": -0.1}, "the factor must lie between 0 and 1.92"),
+    ],
+)
+def test_a_conversion_that_makes_no_rate_is_refused(conversion, message):
+    with pytest.raises(ValueError, match=message):
+        sample_tables(seed=1, days=1, sessions_per_day=10, end=END, conversion=conversion)
