@@ -254,9 +254,9 @@ def test_dbt_build_passes_every_model_test_and_contract(built):
     assert {r["status"] for r in results} <= {"success", "pass"}, [
         (r["unique_id"], r["status"], r["message"]) for r in results if r["status"] not in ("success", "pass")
     ]
-    expected = {uid for uid, node in manifest["nodes"].items() if node["resource_type"] in ("model", "test", "snapshot")}
+    expected = {uid for uid, node in manifest["nodes"].items() if node["resource_type"] in ("model", "test", "snapshot", "seed")}
     assert {r["unique_id"] for r in results} == expected
-    assert sum(node["resource_type"] == "model" for node in manifest["nodes"].values()) == 18
+    assert sum(node["resource_type"] == "model" for node in manifest["nodes"].values()) == 23
     # The Snowflake target builds without a dbt deprecation or warning, like the DuckDB one.
     warnings = [e["info"]["msg"] for e in built.build.events
                 if "Deprecation" in e["info"]["name"] or e["info"]["level"] in ("warn", "error")]
