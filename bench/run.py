@@ -843,6 +843,12 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True)
     if args.duckdb_memory_limit:
         os.environ["GREENERY_DUCKDB_MEMORY_LIMIT"] = args.duckdb_memory_limit
+    # Parse the dbt project first, as `greenery` does: the bare chain's Python steps import the
+    # definitions' modules, which read the manifest (a fresh clone has none).
+    subprocess.run(
+        [PYTHON, "-c", "from greenery_orchestration.project import prepare_manifest; prepare_manifest()"],
+        env=base_env(workdir), cwd=REPO, check=True,
+    )
 
     results = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
