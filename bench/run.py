@@ -263,6 +263,7 @@ from pathlib import Path
 import duckdb
 from greenery_orchestration import wap
 from greenery_orchestration.marts import STAGED
+from greenery_orchestration.settings import duckdb_memory_limit
 what, prod, manifest = sys.argv[1], sys.argv[2], json.loads(Path(sys.argv[3]).read_text())
 relations = []
 for node in manifest["nodes"].values():
@@ -272,7 +273,8 @@ for node in manifest["nodes"].values():
         # A staged build's manifest names the staged relations (generate_alias_name.sql).
         relations.append((node["resource_type"], wap.Relation(node["schema"], node["alias"].removesuffix(STAGED), unique_key)))
 started = time.perf_counter()
-with duckdb.connect(prod) as connection:
+# Capped as the resource's connections are (warehouse_duckdb.duckdb_warehouse).
+with duckdb.connect(prod, config={"memory_limit": duckdb_memory_limit()}) as connection:
     if what == "stage":
         wap.stage_snapshots(connection, [r for kind, r in relations if kind == "snapshot"])
     else:
