@@ -145,18 +145,40 @@ def _publish_one(connection: duckdb.DuckDBPyConnection, relation: Relation) -> s
 
 
 def create_views(connection: duckdb.DuckDBPyConnection, statements: list[str]) -> None:
-    """Run the CREATE VIEW statements, each once the views it reads exist."""
-    pending = statements
+    """Run the CREATE VIEW statements, each after the views among them that it reads: DuckDB binds
+    a view when it is created, and a failed statement aborts the publish's transaction, so there
+    is no trying again later."""
+    names = {statement: _view_name(statement) for statement in statements}
+    pending = list(statements)
     while pending:
-        failed = []
-        for statement in pending:
-            try:
-                connection.execute(statement)
-            except duckdb.CatalogException:
-                failed.append(statement)
-        if len(failed) == len(pending):
-            connection.execute(failed[0])  # raises the error of a view that cannot be created
-        pending = failed
+        ready = [
+            statement for statement in pending
+            if not any(other is not statement and _reads(statement, names[other]) for other in pending)
+        ]
+        if not ready:
+            raise ValueError(f"views that read each other in a cycle: {sorted(map(str, names.values()))}")
+        for statement in ready:
+            connection.execute(statement)
+        pending = [statement for statement in pending if statement not in ready]
+
+
+_IDENTIFIER = r'(?:"[^"]+"|[\w$]+)'
+
+
+def _view_name(statement: str) -> tuple[str, str]:
+    """(schema, name) of the view a CREATE VIEW statement creates."""
+    match = re.match(rf"\s*create\s+(?:or\s+replace\s+)?view\s+({_IDENTIFIER}(?:\.{_IDENTIFIER})*)", statement, re.IGNORECASE)
+    if not match:
+        raise ValueError(f"not a CREATE VIEW statement: {statement[:80]}")
+    *_, schema, name = (part.strip('"') for part in re.findall(_IDENTIFIER, match.group(1)))
+    return schema, name
+
+
+def _reads(statement: str, view: tuple[str, str]) -> bool:
+    """Whether the statement's query names `view` (bare or quoted, with or without its database)."""
+    query = statement[statement.lower().index(" as ") :]
+    schema, name = (re.escape(part) for part in view)
+    return re.search(rf'(?<![\w$])"?{schema}"?\s*\.\s*"?{name}(?![\w$])', query, re.IGNORECASE) is not None
 
 
 def _unstaged(sql: str) -> str:

@@ -80,3 +80,24 @@ def test_a_first_build_publishes_a_whole_table_and_snapshots_are_staged_as_copie
     wap.stage_snapshots(warehouse, [snapshot])
     warehouse.execute("insert into marts.fct_events__staged values ('e10', 'version 2')")
     assert _rows(warehouse, "select * from marts.fct_events") == [("e9", "full")]  # history as published
+
+
+def test_a_view_of_a_view_is_published_after_the_view_it_reads(warehouse):
+    """The views are created in the publish's transaction, where DuckDB cannot try one again once
+    it failed: a view that reads another (named first, by sort order) must come after it."""
+    warehouse.execute("""
+        create schema intermediate;
+        create view intermediate.a_funnel_tenfold as select sessions from staging.stg_funnel;
+        create view intermediate.a_funnel_tenfold__staged as select sessions from staging.stg_funnel__staged;
+    """)
+    built = [EVENTS, FUNNEL, FUNNEL_VIEW, wap.Relation("intermediate", "a_funnel_tenfold")]
+
+    wap.publish(warehouse, built, "run-2", "code-2")
+
+    assert _rows(warehouse, "select * from intermediate.a_funnel_tenfold") == [(20,)]
+
+
+def test_views_that_read_each_other_in_a_cycle_are_refused_before_any_is_created():
+    statements = ["create view s.a as select * from s.b", "create view s.b as select * from s.a"]
+    with duckdb.connect() as connection, pytest.raises(ValueError, match="in a cycle"):
+        wap.create_views(connection, statements)
