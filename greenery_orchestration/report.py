@@ -148,18 +148,18 @@ def _products(products: pd.DataFrame) -> str:
     # The point of the table is which products lose the most: sort here too, not only in SQL.
     products = products.sort_values(["abandoned_cart_value", "product_name"], ascending=[False, True])
     rows = [
-        [row["product_name"], _count(row["sessions_viewed"]), _count(row["sessions_added_to_cart"]),
-         _count(row["sessions_purchased"]), _percent(row["view_to_cart_rate"]),
-         _percent(row["cart_to_purchase_rate"]), _percent(row["view_to_purchase_rate"]),
-         _count(row["sessions_abandoned_cart"]), _money(row["abandoned_cart_value"])]
+        [row["product_name"], _money(row["abandoned_cart_value"]), _count(row["sessions_abandoned_cart"]),
+         _count(row["sessions_viewed"]), _count(row["sessions_added_to_cart"]), _count(row["sessions_purchased"]),
+         _percent(row["view_to_cart_rate"]), _percent(row["cart_to_purchase_rate"]),
+         _percent(row["view_to_purchase_rate"])]
         for _, row in products.iterrows()
     ]
     caption = ("Sessions that viewed each product, added it to the cart, and bought it; an abandoned cart is a "
                "session that added the product and did not buy it, valued at the product's price.")
     return _caption(caption) + _table(
-        [("Product", "text"), ("Viewed", "num"), ("Added to cart", "num"), ("Purchased", "num"),
-         ("View → cart", "num"), ("Cart → purchase", "num"), ("View → purchase", "num"),
-         ("Abandoned carts", "num"), ("Abandoned value", "num")],
+        [("Product", "text"), ("Abandoned value", "num"), ("Abandoned carts", "num"), ("Viewed", "num"),
+         ("Added to cart", "num"), ("Purchased", "num"), ("View → cart", "num"), ("Cart → purchase", "num"),
+         ("View → purchase", "num")],
         rows,
     )
 
@@ -193,11 +193,13 @@ def _trend_svg(series: pd.DataFrame, title: str) -> str:
     columns = ["conversion_from_previous", "conversion_from_previous_7d", "expected_conversion_low", "expected_conversion_high"]
     values = series[columns].astype(float).to_numpy().ravel()
     values = values[~pd.isna(values)]
-    # The scale in whole tenths, so the gridlines fall on round percentages.
-    low = max(0.0, math.floor(values.min() * 10) / 10) if len(values) else 0.0
-    high = min(1.0, math.ceil(values.max() * 10) / 10) if len(values) else 1.0
+    low, high = (values.min(), values.max()) if len(values) else (0.0, 1.0)
+    # The scale in whole ticks, so the gridlines fall on round percentages.
+    tick = 0.1 if high - low <= 0.4 else 0.2
+    low = max(0.0, math.floor(round(low / tick, 6)) * tick)
+    high = min(1.0, math.ceil(round(high / tick, 6)) * tick)
     if high <= low:
-        low, high = max(0.0, high - 0.1), max(high, 0.1)
+        low, high = max(0.0, high - tick), max(high, tick)
     first, last = series["session_date"].min(), series["session_date"].max()
     span = max((last - first).days, 1)
 
@@ -208,7 +210,6 @@ def _trend_svg(series: pd.DataFrame, title: str) -> str:
         return top + (high - min(max(rate, low), high)) / (high - low) * plot_height
 
     parts = []
-    tick = 0.1 if high - low <= 0.5 else 0.2
     for step in range(round(low / tick), round(high / tick) + 1):
         rate = step * tick
         parts += [f'<line x1="{left}" x2="{width - right}" y1="{y(rate):.1f}" y2="{y(rate):.1f}" class="grid"/>',
@@ -390,7 +391,8 @@ h3 {{ font-size: 14px; margin: 18px 0 4px; color: #424242; }}
 table {{ border-collapse: collapse; margin: 12px 0; font-size: 13px; }}
 th, td {{ padding: 5px 10px; border-bottom: 1px solid #eeeeee; }}
 th {{ background: #fafafa; border-bottom: 2px solid #e0e0e0; font-weight: 600; vertical-align: bottom; }}
-.num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
+.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+td.num {{ white-space: nowrap; }}
 .text {{ text-align: left; }}
 tbody tr:hover {{ background: #f9fbe7; }}
 svg {{ display: block; max-width: 100%; height: auto; overflow: visible; }}

@@ -99,7 +99,8 @@ def test_the_funnel_report_shows_the_course_funnel_in_a_browser(course_run, cour
     assert users[0] == ["User id", "Sessions"]
     assert len(users) == 2 and users[1][0].startswith("d1f08820-")
     products = next(t for t in tables if t[0][0] == "Product")
-    lost = [float(row[-1].lstrip("$").replace(",", "")) for row in products[1:]]
+    value = products[0].index("Abandoned value")
+    lost = [float(row[value].lstrip("$").replace(",", "")) for row in products[1:]]
     assert len(lost) == 30 and lost == sorted(lost, reverse=True)
     # No personal data, even of the user called out.
     with open(course_data / "users.csv", newline="", encoding="utf-8") as users_csv:
