@@ -43,7 +43,8 @@ QUERIES = {
         from marts.dim_users where is_high_volume_user order by sessions desc, user_id""",
 }
 
-# Anomalies listed under the daily chart, newest first; the chart marks all of them.
+# Days in the daily table and anomalies listed under the charts, newest first; the charts show every day.
+RECENT_DAYS = 14
 MAX_ANOMALIES_LISTED = 20
 
 GREEN, DARK_GREEN, GREY, RED = "#43a047", "#1b5e20", "#9e9e9e", "#d32f2f"
@@ -154,8 +155,8 @@ def _products(products: pd.DataFrame) -> str:
          _percent(row["view_to_purchase_rate"])]
         for _, row in products.iterrows()
     ]
-    caption = ("Sessions that viewed each product, added it to the cart, and bought it; an abandoned cart is a "
-               "session that added the product and did not buy it, valued at the product's price.")
+    caption = ("Sessions that viewed each product, then added it to the cart, then bought it. An abandoned cart is "
+               "a session that added the product and did not buy it, worth one unit at the product's price.")
     return _caption(caption) + _table(
         [("Product", "text"), ("Abandoned value", "num"), ("Abandoned carts", "num"), ("Viewed", "num"),
          ("Added to cart", "num"), ("Purchased", "num"), ("View → cart", "num"), ("Cart → purchase", "num"),
@@ -182,8 +183,27 @@ def _daily(daily: pd.DataFrame) -> str:
     return (
         _caption("Each day's conversion from the step before, with its expected range (from the days before it) "
                  "shaded where there is enough history. Red points are anomalies: outside the expected range.")
-        + _LEGEND + "".join(panels) + _anomalies(anomalies)
+        + _LEGEND + "".join(panels) + _recent_days(daily, names) + _anomalies(anomalies, daily)
     )
+
+
+def _recent_days(daily: pd.DataFrame, names: Mapping[int, str]) -> str:
+    """The newest days as numbers: each step's sessions and its share of the step before."""
+    days = sorted(daily.groupby("session_date"), key=lambda day: day[0], reverse=True)[:RECENT_DAYS]
+    rows = []
+    for day, steps in days:
+        steps = steps.sort_values("step_number")
+        row = [f"{day:%Y-%m-%d}" + ("" if steps["is_complete_day"].all() else " (incomplete)")]
+        for _, step in steps.iterrows():
+            rate = step["conversion_from_previous"]
+            shown = _count(step["sessions"]) + ("" if pd.isna(rate) else f" ({_percent(rate)})")
+            row.append((shown, "anomaly") if step["is_conversion_anomaly"] else shown)
+        row.append(_percent(steps["conversion_from_start"].iloc[-1]))
+        rows.append(row)
+    first, *later = names.values()
+    columns = [("Day", "text"), (f"{first} sessions", "num"), *((f"{name} (% of previous)", "num") for name in later),
+               ("End to end", "num")]
+    return f"<h3>{_esc(f'The last {len(days)} days')}</h3>" + _table(columns, rows)
 
 
 def _trend_svg(series: pd.DataFrame, title: str) -> str:
@@ -256,9 +276,11 @@ def _runs(series: pd.DataFrame, index: Iterable) -> list[pd.DataFrame]:
     return [series.iloc[run] for run in runs]
 
 
-def _anomalies(anomalies: pd.DataFrame) -> str:
+def _anomalies(anomalies: pd.DataFrame, daily: pd.DataFrame) -> str:
+    if anomalies.empty and daily["expected_conversion_low"].isna().all():
+        return _caption("No day has enough history yet for an expected range, so none is judged an anomaly.")
     if anomalies.empty:
-        return _caption("No anomalies: every day with enough history converted within its expected range.")
+        return _caption("No anomalies: every day with an expected range converted within it.")
     shown = anomalies.head(MAX_ANOMALIES_LISTED)
     rows = [
         [f"{row['session_date']:%Y-%m-%d}", row["funnel_step"], _count(row["sessions"]),
@@ -307,13 +329,19 @@ def _section(title: str, source: str, body: str) -> str:
 
 
 def _table(columns: Sequence[tuple[str, str]], rows: Iterable[Sequence]) -> str:
-    """`columns` are (title, "num" or "text"); numbers are right-aligned in tabular figures."""
+    """`columns` are (title, "num" or "text"); numbers are right-aligned in tabular figures. A cell
+    is its text, or (text, class) to stand out."""
     head = "".join(f'<th class="{kind}">{_esc(title)}</th>' for title, kind in columns)
     body = "".join(
-        "<tr>" + "".join(f'<td class="{kind}">{_esc(cell)}</td>' for (_, kind), cell in zip(columns, row)) + "</tr>"
-        for row in rows
+        "<tr>" + "".join(_cell(cell, kind) for (_, kind), cell in zip(columns, row)) + "</tr>" for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell(cell, kind: str) -> str:
+    text, highlight = cell if isinstance(cell, tuple) else (cell, "")
+    classes = f"{kind} {highlight}".strip()
+    return f'<td class="{classes}">{_esc(text)}</td>'
 
 
 def _svg(width: int, height: int, parts: list[str], title: str) -> str:
@@ -407,6 +435,7 @@ svg .average {{ fill: none; stroke: {GREY}; stroke-width: 1.5; stroke-dasharray:
 svg .point {{ fill: {GREEN}; }}
 svg .partial {{ fill: white; stroke: {GREEN}; stroke-width: 1.5; }}
 svg .anomaly {{ fill: {RED}; }}
+td.anomaly {{ color: {RED}; font-weight: 600; }}
 .legend {{ font-size: 12px; color: #616161; }}
 .legend svg {{ display: inline; vertical-align: middle; margin: 0 2px 0 10px; }}
 """

@@ -112,8 +112,9 @@ class _Tables(HTMLParser):
             self._cell.append(data)
 
 
-def _table(page: str, first_header: str) -> list[dict[str, str]]:
-    (table,) = [t for t in _Tables(page).tables if t[0][0] == first_header]
+def _table(page: str, *headers: str) -> list[dict[str, str]]:
+    """The rows of the one table whose headers start with `headers`."""
+    (table,) = [t for t in _Tables(page).tables if t[0][:len(headers)] == list(headers)]
     return [dict(zip(table[0], row)) for row in table[1:]]
 
 
@@ -182,10 +183,35 @@ def test_the_daily_trend_marks_the_anomalies_and_the_incomplete_day():
     assert 'class="anomaly"' not in checkout
     assert 'aria-label="page_view' not in page  # the first step has no step before it
 
-    assert _table(page, "Day") == [{
+    assert _table(page, "Day", "Step") == [{
         "Day": "2021-02-11", "Step": "add_to_cart", "Sessions": "55",
         "% of previous step": "50.0%", "Expected range": "70.0% to 90.0%",
     }]
+
+
+def test_the_daily_table_shows_the_newest_days_sessions_and_conversions():
+    page = report.render(_frames(), PUBLISHED, NOW)
+
+    rows = _table(page, "Day", "page_view sessions")
+    assert [list(row.values()) for row in rows] == [
+        ["2021-02-12 (incomplete)", "30", "24 (80.0%)", "18 (75.0%)", "60.0%"],  # 18 of 30 end to end
+        ["2021-02-11", "110", "55 (50.0%)", "44 (80.0%)", "40.0%"],
+        ["2021-02-10", "120", "96 (80.0%)", "72 (75.0%)", "60.0%"],
+        ["2021-02-09", "100", "80 (80.0%)", "60 (75.0%)", "60.0%"],
+    ]
+    assert list(rows[0]) == ["Day", "page_view sessions", "add_to_cart (% of previous)",
+                             "checkout (% of previous)", "End to end"]
+    assert page.count('class="num anomaly"') == 1
+    assert '<td class="num anomaly">55 (50.0%)</td>' in page
+
+
+def test_without_history_no_day_is_called_normal():
+    daily = _daily().assign(expected_conversion_low=None, expected_conversion_high=None, is_conversion_anomaly=False)
+
+    page = report.render(_frames(daily=daily), PUBLISHED, NOW)
+
+    assert "No day has enough history yet for an expected range" in page
+    assert 'class="band"' not in page
 
 
 def test_time_to_convert_is_in_funnel_order_with_readable_durations():

@@ -95,6 +95,8 @@ def test_the_funnel_report_shows_the_course_funnel_in_a_browser(course_run, cour
         ["page_view", "578", "100.0%"], ["add_to_cart", "467", "80.8%"], ["checkout", "361", "62.5%"]
     ]
     assert "467 sessions · 80.8% of first step" in text
+    days = next(t for t in tables if t[0][:2] == ["Day", "page_view sessions"])
+    assert sum(int(row[1].replace(",", "")) for row in days[1:]) == 578  # the days add up to the funnel
     users = next(t for t in tables if t[0][0] == "User id")
     assert users[0] == ["User id", "Sessions"]
     assert len(users) == 2 and users[1][0].startswith("d1f08820-")
