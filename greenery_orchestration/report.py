@@ -417,10 +417,10 @@ h3 {{ font-size: 14px; margin: 18px 0 4px; color: #424242; }}
 .kpi b {{ display: block; font-size: 24px; font-variant-numeric: tabular-nums; color: {DARK_GREEN}; }}
 .kpi span {{ font-size: 12px; color: #616161; }}
 table {{ border-collapse: collapse; margin: 12px 0; font-size: 13px; }}
-th, td {{ padding: 5px 10px; border-bottom: 1px solid #eeeeee; }}
+th, td {{ padding: 5px 9px; border-bottom: 1px solid #eeeeee; }}
 th {{ background: #fafafa; border-bottom: 2px solid #e0e0e0; font-weight: 600; vertical-align: bottom; }}
 .num {{ text-align: right; font-variant-numeric: tabular-nums; }}
-td.num {{ white-space: nowrap; }}
+td {{ white-space: nowrap; }}
 .text {{ text-align: left; }}
 tbody tr:hover {{ background: #f9fbe7; }}
 svg {{ display: block; max-width: 100%; height: auto; overflow: visible; }}
