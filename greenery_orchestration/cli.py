@@ -225,7 +225,8 @@ def docs(args) -> int:
         raise UserFacingError(f"no docs published at {site}: run `greenery run` first")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     with http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler) as server:
-        print(f"Serving the dbt docs from {site} on http://127.0.0.1:{args.port}/ (Ctrl-C stops)")
+        print(f"Serving the dbt docs from {site} on http://127.0.0.1:{args.port}/ "
+              f"and the funnel report on http://127.0.0.1:{args.port}/report/ (Ctrl-C stops)")
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -396,7 +397,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     command.set_defaults(command=run)
 
-    command = commands.add_parser("docs", help="serve the published dbt docs on 127.0.0.1")
+    command = commands.add_parser(
+        "docs", help="serve the published dbt docs on 127.0.0.1, and the funnel report at /report"
+    )
     command.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     command.set_defaults(command=docs)
 

@@ -118,6 +118,11 @@ def docs_dir() -> Path:
     return Path(os.environ.get("GREENERY_DOCS_DIR", "docs-site")).resolve()
 
 
+def docs_url() -> str:
+    """GREENERY_DOCS_URL: where `greenery docs` serves that site, for links to it (the funnel report)."""
+    return os.environ.get("GREENERY_DOCS_URL", "http://127.0.0.1:8080").rstrip("/")
+
+
 def dagster_home() -> Path:
     """The Dagster instance folder: DAGSTER_HOME, or .dagster in the working directory."""
     return Path(os.environ.get("DAGSTER_HOME", ".dagster")).resolve()

@@ -20,6 +20,7 @@ from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS
 from greenery_orchestration.progress import NOTICE
 from greenery_orchestration.project import STAGED_VARS, greenery_project
 from greenery_orchestration.rawdata.load_log import newest_replacement_since
+from greenery_orchestration.settings import docs_url
 from greenery_orchestration.warehouse import WAREHOUSE_POOL, Warehouse
 
 # The incremental model every other one follows: one row per raw event it has read.
@@ -211,13 +212,17 @@ def _dbt_build(
 
 def _funnel_metadata(context, warehouse: Warehouse, output: dg.Output) -> dict:
     # pandas and matplotlib load only in the step that draws the funnel, not with the definitions.
-    from greenery_orchestration import funnel  # noqa: PLC0415
+    from greenery_orchestration import funnel, report  # noqa: PLC0415
 
     by = FUNNEL_REPORTS[context.asset_key_for_output(output.output_name)]
     # The numbers of this build, as they will be published if every test passes.
     frame = funnel.read_funnel(warehouse.read_sql, by, staged=warehouse.staged_relation)
     title = "Sessions per funnel step" if by == "step" else "Sessions per product and step"
-    return {
+    metadata = {
         "funnel": funnel.as_table_metadata(frame),
         "funnel_chart": dg.MetadataValue.md(funnel.funnel_chart_markdown(frame, title)),
     }
+    if by == "step":
+        # The docs step rewrites the report once this build is published.
+        metadata["report"] = dg.MetadataValue.url(f"{docs_url()}/{report.REPORT_DIR}/")
+    return metadata

@@ -1,10 +1,20 @@
+import csv
+import os
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import dagster as dg
 import pytest
+
+from greenery_orchestration.chain.docs import DBT_DOCS_KEY, publish
+from greenery_orchestration.report import REPORT_PAGE
+from greenery_orchestration.settings import docs_url
+from tests.test_ui import ARTIFACTS, CHROMIUM
 
 
 def _free_port() -> int:
@@ -15,22 +25,105 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def test_the_report_is_published_with_the_docs_in_one_rename(tmp_path):
+    generated = tmp_path / "target"
+    generated.mkdir()
+    for name, text in [("static_index.html", "new docs"), ("manifest.json", "{}"), ("catalog.json", "{}")]:
+        (generated / name).write_text(text)
+    site = tmp_path / "docs-site"
+    (site / "report").mkdir(parents=True)
+    (site / "index.html").write_text("old docs")
+    (site / REPORT_PAGE).write_text("old report")
+
+    files = publish(generated, site, {REPORT_PAGE: "new report"})
+
+    assert files == ["catalog.json", "index.html", "manifest.json", "report"]
+    assert (site / "index.html").read_text() == "new docs"
+    assert (site / REPORT_PAGE).read_text() == "new report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs-site", "target"]  # no .partial nor .old left
+
+
 def test_the_docs_site_is_published_and_served_on_localhost(course_run):
     site = course_run.warehouse / "docs-site"
-    assert sorted(p.name for p in site.iterdir()) == ["catalog.json", "index.html", "manifest.json"]
+    assert sorted(p.name for p in site.iterdir()) == ["catalog.json", "index.html", "manifest.json", "report"]
+    with _serving(site) as url:
+        page = _get_when_up(url)
+        report = _get_when_up(f"{url}report")
+    assert "fct_product_funnel" in page  # the static page embeds the manifest
+    assert "orders_snapshot" in page
+    assert "Greenery funnel report" in report
+
+
+def test_the_funnel_asset_and_the_docs_step_link_to_the_report(course_run):
+    with course_run.instance() as instance:
+        funnel = instance.get_latest_materialization_event(dg.AssetKey(["marts", "fct_funnel"]))
+        docs = instance.get_latest_materialization_event(DBT_DOCS_KEY)
+    assert funnel.asset_materialization.metadata["report"].value == f"{docs_url()}/report/"
+    assert docs.asset_materialization.metadata["report"].value == str(course_run.warehouse / "docs-site" / REPORT_PAGE)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/test-services.sh installs it)")
+def test_the_funnel_report_shows_the_course_funnel_in_a_browser(course_run, course_data):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with _serving(course_run.warehouse / "docs-site") as url, sync_playwright() as playwright:
+        _get_when_up(url)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            outside = []
+            page.on("request", lambda request: request.url.startswith(url) or outside.append(request.url))
+            page.goto(f"{url}report")
+            page.screenshot(path=ARTIFACTS / "funnel_report.png", full_page=True)
+            tables = page.eval_on_selector_all(
+                "table", "tables => tables.map(t => [...t.rows].map(r => [...r.cells].map(c => c.innerText)))"
+            )
+            text = page.inner_text("body")
+            content = page.content()
+        finally:
+            browser.close()
+
+    assert outside == []  # everything the page shows is in the page
+    steps = next(t for t in tables if t[0][0] == "Step")
+    # The course's funnel: 467 / 578 and 361 / 578 of the sessions that viewed a page.
+    assert [row[:3] for row in steps[1:]] == [
+        ["page_view", "578", "100.0%"], ["add_to_cart", "467", "80.8%"], ["checkout", "361", "62.5%"]
+    ]
+    assert "467 sessions · 80.8% of first step" in text
+    days = next(t for t in tables if t[0][:2] == ["Day", "page_view sessions"])
+    assert sum(int(row[1].replace(",", "")) for row in days[1:]) == 578  # the days add up to the funnel
+    users = next(t for t in tables if t[0][0] == "User id")
+    assert users[0] == ["User id", "Sessions"]
+    assert len(users) == 2 and users[1][0].startswith("d1f08820-")
+    products = next(t for t in tables if t[0][0] == "Product")
+    value = products[0].index("Abandoned value")
+    lost = [float(row[value].lstrip("$").replace(",", "")) for row in products[1:]]
+    assert len(lost) == 30 and lost == sorted(lost, reverse=True)
+    # No personal data, even of the user called out.
+    with open(course_data / "users.csv", newline="", encoding="utf-8") as users_csv:
+        for user in csv.DictReader(users_csv):
+            assert user["email"] not in content and user["phone_number"] not in content
+
+
+@contextmanager
+def _serving(site: Path) -> Iterator[str]:
+    """`greenery docs` on a free port, serving `site`, for as long as the block lasts."""
     port = _free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("greenery")), "docs", "--port", str(port)],
-        env={**__import__("os").environ, "GREENERY_DOCS_DIR": str(site)},
+        env={**os.environ, "GREENERY_DOCS_DIR": str(site)},
         stdout=subprocess.DEVNULL,
     )
     try:
-        page = _get_when_up(f"http://127.0.0.1:{port}/")
+        yield f"http://127.0.0.1:{port}/"
     finally:
         server.terminate()
         server.wait(timeout=10)
-    assert "fct_product_funnel" in page  # the static page embeds the manifest
-    assert "orders_snapshot" in page
 
 
 def _get_when_up(url: str) -> str:
