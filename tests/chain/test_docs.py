@@ -14,15 +14,7 @@ import pytest
 from greenery_orchestration.chain.docs import DBT_DOCS_KEY, publish
 from greenery_orchestration.report import REPORT_PAGE
 from greenery_orchestration.settings import docs_url
-from tests.test_ui import ARTIFACTS, CHROMIUM
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.webserver import ARTIFACTS, CHROMIUM, free_port
 
 
 def test_the_report_is_published_with_the_docs_in_one_rename(tmp_path):
@@ -113,7 +105,7 @@ def test_the_funnel_report_shows_the_course_funnel_in_a_browser(course_run, cour
 @contextmanager
 def _serving(site: Path) -> Iterator[str]:
     """`greenery docs` on a free port, serving `site`, for as long as the block lasts."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("greenery")), "docs", "--port", str(port)],
         env={**os.environ, "GREENERY_DOCS_DIR": str(site)},

@@ -20,7 +20,7 @@ import pytest
 
 from greenery_orchestration.chain import guard
 from greenery_orchestration.settings import REPO_DIR
-from tests.test_ui import Dagster, _free_port, _wait_until_up
+from tests.webserver import Dagster, free_port, wait_until_up
 
 GREENERY = str(Path(sys.executable).with_name("greenery"))
 STOPS_WITHIN_SECONDS = 10
@@ -370,12 +370,12 @@ def test_under_the_daemon_runs_wait_for_a_cli_run_and_no_dead_process_blocks_the
 
 @contextmanager
 def _greenery_ui(env: dict[str, str], root: Path) -> Iterator[tuple[Dagster, subprocess.Popen]]:
-    port = _free_port()
+    port = free_port()
     with (root / "ui.log").open("a") as log:
         ui = subprocess.Popen([GREENERY, "ui", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             dagster = Dagster(port)
-            _wait_until_up(dagster, ui, root / "ui.log")
+            wait_until_up(dagster, ui, root / "ui.log")
             yield dagster, ui
         finally:
             if ui.poll() is None:

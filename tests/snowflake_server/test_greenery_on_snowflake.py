@@ -13,7 +13,7 @@ import pytest
 from greenery_orchestration.settings import DBT_PROJECT_DIR
 from tests.conftest import COURSE_DATA
 from tests.snowflake_server.conftest import GREENERY
-from tests.test_ui import Dagster, _free_port, _wait_until_up
+from tests.webserver import Dagster, free_port, wait_until_up
 
 
 # One tick of the freshness sensor, in a process of the Snowflake target (its manifest names
@@ -101,7 +101,7 @@ def test_greenery_ui_on_snowflake_serves_the_asset_graph_duckdb_does(account, sn
         key.to_user_string(): sorted(parent.to_user_string() for parent in graph.get(key).parent_keys)
         for key in graph.get_all_asset_keys()
     }
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "ui.log"
     with log_path.open("w") as log:
         ui = subprocess.Popen(
@@ -110,7 +110,7 @@ def test_greenery_ui_on_snowflake_serves_the_asset_graph_duckdb_does(account, sn
         )
         try:
             dagster = Dagster(port)
-            _wait_until_up(dagster, ui, log_path)
+            wait_until_up(dagster, ui, log_path)
             nodes = dagster.gql("{ assetNodes { assetKey { path } dependencyKeys { path } kinds } }")["assetNodes"]
         finally:
             ui.send_signal(signal.SIGTERM)
