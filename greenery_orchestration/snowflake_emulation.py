@@ -18,6 +18,8 @@ that text, which fakesnow reads as Snowflake SQL again.
 import logging
 import re
 
+from greenery_orchestration.marts import STAGED
+
 log = logging.getLogger(__name__)
 
 _NAME = r"([A-Za-z0-9_$]+)\.([A-Za-z0-9_$]+)"
@@ -82,9 +84,11 @@ class Emulator:
         tables, views = self._objects(database, source)
         for table in tables:
             self._execute(f"create table {database}.{target}.{table} clone {database}.{source}.{table}")
-        # A view is bound when it is created: each once the views it reads exist.
-        pending = [(name, VIEW_HEADER.sub(f"create view {database}.{target}.{name} as ", sql, count=1).rstrip().rstrip(";"))
-                   for name, sql in views]
+        # A view is bound when it is created: each once the views it reads exist. Snowflake binds
+        # a view when it is read, and wap_snowflake recreates a swapped-in view on the published
+        # names after every swap; here a view of a staged schema that another (already swapped)
+        # reads cannot wait for that, so one moved into a published schema reads published names.
+        pending = [(name, self._view_sql(database, target, name, sql)) for name, sql in views]
         while pending:
             failed = []
             for name, sql in pending:
@@ -96,6 +100,13 @@ class Emulator:
                 self._execute(failed[0][1])  # raises the error of a view that cannot be created
             pending = failed
         return tables, [name for name, _ in views]
+
+    @staticmethod
+    def _view_sql(database: str, target: str, name: str, sql: str) -> str:
+        sql = VIEW_HEADER.sub(f"create view {database}.{target}.{name} as ", sql, count=1).rstrip().rstrip(";")
+        if target.lower().endswith((STAGED, SWAP_SCRATCH)):
+            return sql
+        return re.sub(rf"\b([A-Za-z0-9_$]+){STAGED}\.", r"\1.", sql, flags=re.IGNORECASE)
 
     def _move(self, database: str, source: str, target: str) -> None:
         tables, views = self._copy(database, source, target)

@@ -165,20 +165,19 @@ def create_views(connection: duckdb.DuckDBPyConnection, statements: list[str]) -
 _IDENTIFIER = r'(?:"[^"]+"|[\w$]+)'
 
 
-def _view_name(statement: str) -> tuple[str, str]:
-    """(schema, name) of the view a CREATE VIEW statement creates."""
+def _view_name(statement: str) -> tuple[str, ...]:
+    """The view a CREATE VIEW statement creates: (schema, name), or (name,) when unqualified."""
     match = re.match(rf"\s*create\s+(?:or\s+replace\s+)?view\s+({_IDENTIFIER}(?:\.{_IDENTIFIER})*)", statement, re.IGNORECASE)
     if not match:
         raise ValueError(f"not a CREATE VIEW statement: {statement[:80]}")
-    *_, schema, name = (part.strip('"') for part in re.findall(_IDENTIFIER, match.group(1)))
-    return schema, name
+    return tuple(part.strip('"') for part in re.findall(_IDENTIFIER, match.group(1)))[-2:]
 
 
-def _reads(statement: str, view: tuple[str, str]) -> bool:
+def _reads(statement: str, view: tuple[str, ...]) -> bool:
     """Whether the statement's query names `view` (bare or quoted, with or without its database)."""
     query = statement[statement.lower().index(" as ") :]
-    schema, name = (re.escape(part) for part in view)
-    return re.search(rf'(?<![\w$])"?{schema}"?\s*\.\s*"?{name}(?![\w$])', query, re.IGNORECASE) is not None
+    name = r"\s*\.\s*".join(f'"?{re.escape(part)}"?' for part in view)
+    return re.search(rf"(?<![\w$]){name}(?![\w$])", query, re.IGNORECASE) is not None
 
 
 def _unstaged(sql: str) -> str:

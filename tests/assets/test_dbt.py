@@ -33,7 +33,8 @@ def _nodes(manifest, resource_type):
 
 def test_every_model_and_snapshot_is_an_asset_keyed_by_schema(manifest, asset_graph):
     expected = {
-        dg.AssetKey([n["schema"], n["name"]]) for n in _nodes(manifest, "model") + _nodes(manifest, "snapshot")
+        dg.AssetKey([n["schema"], n["name"]])
+        for n in _nodes(manifest, "model") + _nodes(manifest, "snapshot") + _nodes(manifest, "seed")
     }
     dbt_assets = {key for key in asset_graph.get_all_asset_keys() if "dbt" in asset_graph.get(key).kinds}
     dbt_assets -= {dg.AssetKey(["governance", "pii_masking"]), dg.AssetKey(["docs", "dbt_docs"])}  # run dbt commands
@@ -119,8 +120,11 @@ def test_the_chain_order_is_lineage_and_marts_carry_a_freshness_policy(asset_gra
     assert asset_graph.get(dg.AssetKey(["staging", "stg_greenery__users"])).parent_keys == {
         snapshot, dg.AssetKey(["raw", "users"])
     }
+    # A seed reads nothing: it follows the snapshot too.
+    assert asset_graph.get(dg.AssetKey(["staging", "test_accounts"])).parent_keys == {snapshot}
     assert asset_graph.get(dg.AssetKey(["marts", "dim_users"])).parent_keys == {
-        dg.AssetKey(["staging", name]) for name in ("stg_greenery__addresses", "stg_greenery__orders", "stg_greenery__users")
+        *(dg.AssetKey(["staging", name]) for name in ("stg_greenery__addresses", "stg_greenery__orders", "stg_greenery__users", "test_accounts")),
+        dg.AssetKey(["intermediate", "int_sessions__aggregated"]),
     }
     publish = dg.AssetKey(["governance", "publish"])
     models = {key for key in asset_graph.get_all_asset_keys() if key.path[0] in ("staging", "intermediate", "marts")}

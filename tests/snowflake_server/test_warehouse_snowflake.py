@@ -5,6 +5,8 @@ def test_a_database_without_raw_tables_has_no_newest_rows_rather_than_an_error(a
     """What the freshness sensor reads before the first load: every source stale with no rows
     (as on DuckDB), not a failed sensor tick."""
     shown = account.python(
+        "from greenery_orchestration.project import prepare_manifest\n"
+        "prepare_manifest()  # this database's relations, as greenery commands parse first\n"
         "from greenery_orchestration.assets.sources import freshness_criteria\n"
         "from greenery_orchestration.warehouse import open_warehouse\n"
         "warehouse = open_warehouse()\n"
