@@ -84,11 +84,9 @@ class Emulator:
         tables, views = self._objects(database, source)
         for table in tables:
             self._execute(f"create table {database}.{target}.{table} clone {database}.{source}.{table}")
-        # A view is bound when it is created: each once the views it reads exist. Snowflake binds
-        # a view when it is read, and wap_snowflake recreates a swapped-in view on the published
-        # names after every swap; here a view of a staged schema that another (already swapped)
-        # reads cannot wait for that, so one moved into a published schema reads published names.
-        pending = [(name, self._view_sql(database, target, name, sql)) for name, sql in views]
+        # A view is bound when it is created: each once the views it reads exist.
+        pending = [(name, VIEW_HEADER.sub(f"create view {database}.{target}.{name} as ", sql, count=1).rstrip().rstrip(";"))
+                   for name, sql in views]
         while pending:
             failed = []
             for name, sql in pending:
@@ -97,16 +95,26 @@ class Emulator:
                 except Exception:  # noqa: BLE001 - a view it reads is not there yet
                     failed.append((name, sql))
             if len(failed) == len(pending):
+                if published := self._on_published_names(target, failed):
+                    pending = published
+                    continue
                 self._execute(failed[0][1])  # raises the error of a view that cannot be created
             pending = failed
         return tables, [name for name, _ in views]
 
     @staticmethod
-    def _view_sql(database: str, target: str, name: str, sql: str) -> str:
-        sql = VIEW_HEADER.sub(f"create view {database}.{target}.{name} as ", sql, count=1).rstrip().rstrip(";")
+    def _on_published_names(target: str, views: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Views swapped into a published schema that read a staged schema already swapped (and so
+        emptied): Snowflake binds a view when it is read, and wap_snowflake recreates such a view on
+        the published names after the swaps; here it cannot be created until then, so it is created
+        on the published names now. [] when that changes nothing."""
         if target.lower().endswith((STAGED, SWAP_SCRATCH)):
-            return sql
-        return re.sub(rf"\b([A-Za-z0-9_$]+){STAGED}\.", r"\1.", sql, flags=re.IGNORECASE)
+            return []
+        published = [(name, re.sub(rf"\b([A-Za-z0-9_$]+){STAGED}\.", r"\1.", sql, flags=re.IGNORECASE)) for name, sql in views]
+        if published == views:
+            return []
+        log.debug("Emulated Snowflake: views on published names, before wap_snowflake recreates them: %s", [n for n, _ in views])
+        return published
 
     def _move(self, database: str, source: str, target: str) -> None:
         tables, views = self._copy(database, source, target)

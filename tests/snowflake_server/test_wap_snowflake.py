@@ -198,7 +198,8 @@ def test_a_staged_build_writes_into_staged_schemas_and_its_publish_gives_the_duc
         tables = {f"{schema}.{name}".lower() for schema, name in rows(
             connection, "select table_schema, table_name from information_schema.tables "
             "where table_type = 'BASE TABLE' and table_schema not in ('OPS', 'INFORMATION_SCHEMA')")}
-        assert first.published.row_counts.keys() == tables and len(tables) == 7 + 8 + 2 + 1
+        # raw 7, marts 10 (2 are views), intermediate 3, the snapshot, the seed
+        assert first.published.row_counts.keys() == tables and len(tables) == 7 + 10 + 3 + 1 + 1
         assert first.published.row_counts["marts.fct_events"] == first.published.row_counts["raw.events"] == len(events)
         assert first.published.row_counts["snapshots.orders_snapshot"] == len(raw_frames(first.shop.duckdb_path)["orders"])
         assert last_publish(connection, DATABASE)[0] == "run-1"
@@ -340,7 +341,8 @@ def test_a_failed_build_publishes_nothing_and_the_next_run_builds_incrementally(
     shipped = sorted(raw["orders"][raw["orders"].status == "preparing"].order_id)[0]
     with snowflake_server.in_process(), snowflake_server.connect(DATABASE, schema="RAW") as connection:
         before = published_state(connection)
-        assert len(before) == 8 + 8 + 2 + 1  # views: staging and intermediate; tables: marts, incremental, snapshot
+        # views: staging 7, intermediate 1, marts 2; tables: marts 10, intermediate 3, the snapshot, the seed
+        assert len(before) == 10 + 15
         cursor = connection.cursor()
         cursor.execute("insert into raw.order_items values (%s, 'no-such-product', 50)", (order,))
         cursor.execute("update raw.orders set status = 'shipped', tracking_id = 'T-1', shipping_service = 'ups' "
