@@ -60,6 +60,13 @@ class GreeneryDbtCliResource(DbtCliResource):
             shutil.copy(parse, target_path / "partial_parse.msgpack")
         return super().cli(args, target_path=target_path, context=context, **kwargs)
 
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:
+        # dagster-dbt loads the profile and registers a dbt adapter in this process before every
+        # invocation (0.7-2.7 s each, measured), only for `fetch_row_counts` and
+        # `fetch_column_metadata`, which the project never asks for: dbt itself runs in its own
+        # process either way.
+        return None
+
     @cached_property
     def _cli_version(self) -> version.Version:
         # dagster-dbt asks `dbt --version`, which asks pypi.org for the newest release: nothing may

@@ -98,3 +98,16 @@ def test_each_parse_is_made_once_for_staged_and_unstaged_invocations_alike(tmp_p
     parses = greenery_project.manifest_path.parent / "parses"
     for variables in [STAGED_VARS, ()]:
         assert (parses / f"{parse_fingerprint(DBT_PROJECT_DIR, variables)[:16]}.msgpack").exists()
+
+
+def test_no_dbt_adapter_is_set_up_in_the_calling_process(tmp_path, monkeypatch):
+    """dbt runs in its own process; the caller's only sets up an adapter for metadata the project
+    never fetches (seconds per invocation)."""
+    from dbt.adapters.factory import FACTORY, reset_adapters
+
+    monkeypatch.setenv("GREENERY_WAREHOUSE_DIR", str(tmp_path))
+    reset_adapters()
+    invocation = dbt_resource().cli(["ls", "--quiet", "--select", "fct_funnel"]).wait()
+    assert invocation.is_successful()
+    assert invocation.adapter is None
+    assert FACTORY.adapters == {}
