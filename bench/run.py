@@ -1,11 +1,12 @@
 """Benchmark of the greenery chain: generator, orchestration overhead, the floor, incremental
 builds, the publish step, the size of prod, memory and start-up, at 1, 10 or 100 million events.
 
-    .venv/bin/python bench/run.py --events 1M            # default: 1M events, 3 repeats
-    .venv/bin/python bench/run.py --events 1M,10M --repeat 1
+    .venv/bin/python bench/run.py --events 1M,10M        # 3 runs per size, medians
+    .venv/bin/python bench/run.py --events 100M          # one run (about an hour, ~60 GB of disk)
 
 Prints a markdown table and writes the same figures as JSON to bench/results/. Not part of the
-test suite. Every figure is the median of --repeat runs. Everything it writes (warehouses,
+test suite. Every figure is the median of --repeat runs (3 below 100M events, 1 from 100M on: an hour
+each there). Everything it writes (warehouses,
 Dagster instances, dbt target folders) lives under --workdir, deleted at the end unless --keep.
 """
 
@@ -267,7 +268,7 @@ from greenery_orchestration.settings import duckdb_memory_limit
 what, prod, manifest = sys.argv[1], sys.argv[2], json.loads(Path(sys.argv[3]).read_text())
 relations = []
 for node in manifest["nodes"].values():
-    if node["resource_type"] in ("model", "snapshot"):
+    if node["resource_type"] in ("model", "snapshot", "seed"):
         unique_key = node["config"].get("unique_key") or ()
         unique_key = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key)
         # A staged build's manifest names the staged relations (generate_alias_name.sql).
@@ -518,6 +519,11 @@ def startup(repeat: int, env: dict) -> dict:
 # --------------------------------------------------------------------------- one size
 
 
+def repeats(events: int, args) -> int:
+    """Runs per figure at this size: --repeat, else 3 below 100M events and 1 from there on."""
+    return args.repeat or (3 if events < 100_000_000 else 1)
+
+
 def bench_size(events: int, args, workdir: Path, save) -> dict:
     """Every figure at one size. Warehouses are deleted as soon as they are measured, so that
     100M events (prod, dev and ci ~20 GB each) fit on a 75 GB disk; `save(rec)` writes the
@@ -527,27 +533,28 @@ def bench_size(events: int, args, workdir: Path, save) -> dict:
     size_dir.mkdir(parents=True, exist_ok=True)
     raw = size_dir / "source.duckdb"
     rec: dict = {"events_requested": events, "repeats": []}
+    n = repeats(events, args)
     gens = []
-    for i in range(args.repeat):
-        print(f"[{label(events)}] generator {i + 1}/{args.repeat}...", flush=True)
+    for i in range(n):
+        print(f"[{label(events)}] generator {i + 1}/{n}...", flush=True)
         gens.append(generate(raw, events, args.seed))
     rec["generator"] = gens
     rec["events"] = gens[-1]["events"]
     rec["raw_bytes"] = raw.stat().st_size
     save(rec)
 
-    for i in range(args.repeat):
+    for i in range(n):
         r: dict = {}
         rec["repeats"].append(r)
-        tag = f"[{label(events)} {i + 1}/{args.repeat}]"
+        tag = f"[{label(events)} {i + 1}/{n}]"
         print(f"{tag} bare dbt chain...", flush=True)
         bare_wh = fresh_warehouse(raw, size_dir / "bare")
         r["bare"] = bare_chain(bare_wh, env)
         r["bare"]["bytes"] = warehouse_bytes(bare_wh)
         save(rec)
         print(f"{tag}   {r['bare']['seconds']:.1f} s; +1% events, bare chain again (incremental)...", flush=True)
+        # The clones stay: the incremental run updates them as a scheduled run would.
         r["bare_appended_events"] = append_one_percent(bare_wh / "prod.duckdb", events, args.seed)
-        drop_clones(bare_wh)
         r["bare_incremental"] = bare_chain(bare_wh, env)
         r["bare_incremental"]["bytes"] = warehouse_bytes(bare_wh)
         shutil.rmtree(bare_wh)
@@ -558,20 +565,19 @@ def bench_size(events: int, args, workdir: Path, save) -> dict:
         r["dagster"]["bytes"] = warehouse_bytes(dag_wh)
         save(rec)
         print(f"{tag}   {r['dagster']['seconds']:.1f} s; floor SQL...", flush=True)
-        r["floor"] = floor(raw, size_dir / "floor", keep_raw=i < args.repeat - 1)
+        r["floor"] = floor(raw, size_dir / "floor", keep_raw=i < n - 1)
         r["compare"] = compare_marts(Path(r["floor"]["path"]), dag_wh / "prod.duckdb")
         shutil.rmtree(size_dir / "floor", ignore_errors=True)
         save(rec)
         print(f"{tag}   {r['floor']['seconds']:.1f} s, same numbers: "
               f"{all(v['equal'] for k, v in r['compare'].items() if k != 'funnel')}; +1% events...", flush=True)
         r["appended_events"] = append_one_percent(dag_wh / "prod.duckdb", events, args.seed)
-        # A clone writes a whole new file before it replaces the old one: without the old
-        # clones there is room for the new ones at 100M. Cloning costs the same either way.
-        drop_clones(dag_wh)
         r["incremental"] = greenery_run(dag_wh, size_dir / "home-incr", env)
         r["incremental"]["bytes"] = warehouse_bytes(dag_wh)
         save(rec)
         print(f"{tag}   incremental {r['incremental']['seconds']:.1f} s; full refresh...", flush=True)
+        # A full refresh restamps every row, so its clone is whole either way; without the old
+        # clones there is room at 100M for the new ones, written beside them.
         drop_clones(dag_wh)
         r["full_refresh"] = greenery_run(dag_wh, size_dir / "home-fr", env, full_refresh=True)
         r["full_refresh"]["bytes"] = warehouse_bytes(dag_wh)
@@ -655,7 +661,7 @@ def summarize(rec: dict) -> dict:
         values = [r[k][field] for r in reps for k in kinds if k in r]
         return max(values) / GIB if values else None
 
-    m = {}
+    m = {"runs": len(reps)}
     m["generator_events_per_second"] = median(g["events_per_second"] for g in rec["generator"])
     m["dagster_chain_seconds"] = med(lambda r: r["dagster"]["seconds"])
     m["bare_chain_seconds"] = med(lambda r: r["bare"]["seconds"])
@@ -747,6 +753,7 @@ def table(results: dict) -> str:
     def pair_gib(v):
         return f"{v[0]:.2f} / {v[1]:.2f} GiB"
 
+    row("runs (median of)", "", str, "runs")
     row("events generated", "", lambda v: f"{v:,}", "events_for_table")
     row("generator (events/s)", "", lambda v: f"{v:,.0f}", "generator_events_per_second")
     row("raw tables (DuckDB file)", "", lambda v: f"{v:.2f} GiB", "raw_gib")
@@ -810,6 +817,13 @@ def finish_startup(rec: dict, s: dict | None) -> None:
         m["definitions_vs_import"] = m["load_definitions_seconds"] / m["import_seconds"]
 
 
+def commit() -> str:
+    """The commit measured, marked `+changes` when the working tree differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True)
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="bench/run.py",
@@ -817,8 +831,10 @@ def main(argv=None) -> int:
         epilog="Targets (at 100M events, 2 cores): " + ", ".join(f"{k} <= {v}" for k, v in TARGETS.items()),
     )
     parser.add_argument("--events", default="1M", help="comma-separated sizes, e.g. 1M,10M,100M (default 1M)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported (default 3)")
-    parser.add_argument("--startup-repeat", type=int, help="fresh processes per start-up figure (default --repeat, at least 3)")
+    parser.add_argument(
+        "--repeat", type=int, help="runs per figure, the median reported (default 3 below 100M events, 1 from 100M)"
+    )
+    parser.add_argument("--startup-repeat", type=int, default=3, help="fresh processes per start-up figure (default 3)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--workdir", default="/tmp/greenery-bench", help="scratch folder (default /tmp/greenery-bench)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs, warehouses, instances)")
@@ -860,6 +876,7 @@ def main(argv=None) -> int:
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
+        "commit": commit(),
         "args": vars(args),
         "targets": TARGETS,
         "sizes": {},
@@ -877,7 +894,7 @@ def main(argv=None) -> int:
         for events in sizes:
             rec = bench_size(events, args, workdir, functools.partial(save, events=events))
             results["sizes"][label(events)] = rec
-        n = args.startup_repeat or max(3, args.repeat)
+        n = args.startup_repeat
         print(f"start-up ({n} fresh processes each)...", flush=True)
         # The definitions read the manifest `greenery run` parsed.
         s = startup(n, base_env(workdir))
@@ -893,7 +910,7 @@ def main(argv=None) -> int:
     print(table(results))
     print()
     print(profile_table(results))
-    print(f"\n{', '.join(results['sizes'])} events, {results['machine']['cpus']} CPUs, "
+    print(f"\n{', '.join(results['sizes'])} events, commit {results['commit']}, {results['machine']['cpus']} CPUs, "
           f"{results['machine']['memory_gib']} GiB, {results['started_at']}. JSON: {out}")
     return 0
 
