@@ -120,7 +120,7 @@ def _bring_up_to_date(
             change = changes.get(f"{schema}.{name}")
             new = None
             own_columns = list(own_tables.get((schema, name), {}).items())
-            if change and change.marker in columns and own_columns == list(table.masked_columns.items()):
+            if change and change.marker in columns and own_columns == list(table.clone_columns.items()):
                 new = _copy_new_rows(connection, table, change)
             copied[f"{schema}.{name}"] = _copy_whole(connection, table) if new is None else new
         # Views are recreated, not copied: they read the masked tables, cost nothing to clone, and
@@ -147,7 +147,7 @@ class _Table:
         return _quoted(self.schema, self.name)
 
     @property
-    def masked_columns(self) -> dict[str, str]:
+    def clone_columns(self) -> dict[str, str]:
         """The clone's columns: a masked value is text."""
         return {column: "VARCHAR" if column in self.masked else kind for column, kind in self.columns.items()}
 

@@ -1,12 +1,18 @@
 """Clones carry no raw PII; prod keeps its clear values and its numbers."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
 
 from greenery_orchestration.chain.clone import table_changes
+from greenery_orchestration.chain.masking import pii_columns
+from greenery_orchestration.cli import main
+from greenery_orchestration.clone_duckdb import clone
+from greenery_orchestration.settings import masking_salt
 from greenery_orchestration.warehouse import Changes
 from greenery_orchestration.warehouse_snowflake import snowflake_clone_sql
 
@@ -126,3 +132,38 @@ def test_raw_tables_are_cloned_by_the_column_their_source_declares_the_load_mark
         "raw.events": Changes("_loaded_at"),
         "raw.users": Changes("loaded"),
     }
+
+
+def test_the_next_runs_clone_updates_the_environments_in_place_to_what_a_whole_clone_holds(
+    warehouse, tmp_path, dbt_manifest
+):
+    ended = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert main(["sample", "--days", "1", "--sessions-per-day", "150", "--end", ended]) == 0
+    assert main(["run"]) == 0
+    inode = (warehouse / "dev.duckdb").stat().st_ino
+    assert main(["sample", "--append", "--hours", "1", "--sessions-per-day", "150"]) == 0
+    assert main(["run"]) == 0
+
+    instance = dg.DagsterInstance.get()
+    for environment in ("dev", "ci"):
+        metadata = instance.get_latest_materialization_event(
+            dg.AssetKey(["environments", environment])
+        ).asset_materialization.metadata
+        assert metadata["in_place"].value is True
+    assert (warehouse / "dev.duckdb").stat().st_ino == inode
+    # The updated environments hold what a whole clone of prod holds, row for row.
+    manifest = json.loads(dbt_manifest.read_text())
+    fresh = tmp_path / "fresh.duckdb"
+    clone(warehouse / "prod.duckdb", [fresh], pii_columns(manifest), masking_salt(warehouse), {})
+    expected = _every_row(fresh)
+    assert len(expected["marts.fct_events"]) > 0
+    for environment in ("dev", "ci"):
+        assert _every_row(warehouse / f"{environment}.duckdb") == expected
+
+
+def _every_row(path) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(path), read_only=True) as connection:
+        return {
+            f"{schema}.{name}": sorted(connection.execute(f'select * from "{schema}"."{name}"').fetchall(), key=repr)
+            for schema, name in _relations(connection)
+        }
