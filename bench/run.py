@@ -298,7 +298,7 @@ def raw_test_names(manifest_path: Path) -> list[str]:
 
 def bare_chain(warehouse: Path, env: dict) -> dict:
     """The Dagster steps' commands run bare in sequence: dbt, wap's stage and publish, then the
-    clones by calling clone_duckdb."""
+    clones by calling clone_duckdb.clone."""
     env = {**env, "GREENERY_WAREHOUSE_DIR": str(warehouse)}
     target, logs = warehouse / "dbt-target", warehouse / "dbt-logs"
     steps, results, inner = {}, {}, {}
@@ -325,12 +325,13 @@ def bare_chain(warehouse: Path, env: dict) -> dict:
     clone = f"""
 import json
 from pathlib import Path
-from greenery_orchestration.warehouse_duckdb import clone_duckdb
+from greenery_orchestration.clone_duckdb import clone
+from greenery_orchestration.chain.clone import table_changes
 from greenery_orchestration.chain.masking import pii_columns
 from greenery_orchestration.settings import masking_salt
 w = Path({str(warehouse)!r})
-pii = pii_columns(json.loads(Path({str(target / "manifest.json")!r}).read_text()))
-clone_duckdb(w / "prod.duckdb", w / "dev.duckdb", pii, masking_salt(w), also_to=[w / "ci.duckdb"])
+manifest = json.loads(Path({str(target / "manifest.json")!r}).read_text())
+clone(w / "prod.duckdb", [w / "dev.duckdb", w / "ci.duckdb"], pii_columns(manifest), masking_salt(w), table_changes(manifest))
 """
     log = warehouse / "bare-clone.log"
     result = check(run([PYTHON, "-c", clone], env=env, cwd=REPO, log=log), "clone", log)
@@ -572,12 +573,13 @@ def bench_size(events: int, args, workdir: Path, save) -> dict:
         print(f"{tag}   {r['floor']['seconds']:.1f} s, same numbers: "
               f"{all(v['equal'] for k, v in r['compare'].items() if k != 'funnel')}; +1% events...", flush=True)
         r["appended_events"] = append_one_percent(dag_wh / "prod.duckdb", events, args.seed)
+        # The clones stay: an incremental run brings them up to date in place.
         r["incremental"] = greenery_run(dag_wh, size_dir / "home-incr", env)
         r["incremental"]["bytes"] = warehouse_bytes(dag_wh)
         save(rec)
         print(f"{tag}   incremental {r['incremental']['seconds']:.1f} s; full refresh...", flush=True)
-        # A full refresh restamps every row, so its clone is whole either way; without the old
-        # clones there is room at 100M for the new ones, written beside them.
+        # A full refresh restamps every row, so each table is copied whole: without the old clones
+        # they are written as new files, and there is room for them at 100M.
         drop_clones(dag_wh)
         r["full_refresh"] = greenery_run(dag_wh, size_dir / "home-fr", env, full_refresh=True)
         r["full_refresh"]["bytes"] = warehouse_bytes(dag_wh)

@@ -7,6 +7,7 @@ else in the package asks which target it runs on: what differs lives in `DuckDBW
 """
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -33,6 +34,16 @@ class WarehouseBusy(Exception):
 
 class WarehouseUnusable(Exception):
     """The warehouse is missing its raw data, corrupt or truncated: nothing should write to it."""
+
+
+@dataclass(frozen=True)
+class Changes:
+    """How a table's rows say which are new since a copy of it was taken: those whose `marker` is
+    above the copy's newest; a new row replaces the copy's row with the same `unique_key` (an
+    incremental model's merge), and with no key it is one more row (an append-only raw table)."""
+
+    marker: str
+    unique_key: tuple[str, ...] = ()
 
 
 class Warehouse(Protocol):
@@ -84,8 +95,11 @@ class Warehouse(Protocol):
     def last_publish(self) -> tuple[str, datetime] | None:
         """The run id and time (naive UTC) of the newest publish."""
 
-    def clone(self, environments: list[str], pii: dict[str, list[str]]) -> Iterable[tuple[str, dict]]:
-        """Copy prod into each environment with PII masked; yields (environment, metadata)."""
+    def clone(
+        self, environments: list[str], pii: dict[str, list[str]], changes: Mapping[str, Changes]
+    ) -> Iterable[tuple[str, dict]]:
+        """Copy prod into each environment with PII masked, the tables of `changes` ("schema.table")
+        by their new rows where the environment holds the older ones; yields (environment, metadata)."""
 
 
 def warehouse_resource() -> "Warehouse":

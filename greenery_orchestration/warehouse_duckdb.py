@@ -1,8 +1,6 @@
 """The embedded warehouse: one DuckDB file per environment, in GREENERY_WAREHOUSE_DIR."""
 
-import os
-import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -12,9 +10,10 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from greenery_orchestration import wap
+from greenery_orchestration.clone_duckdb import clone
 from greenery_orchestration.marts import STAGED
 from greenery_orchestration.settings import PROD, duckdb_memory_limit, duckdb_path, masking_salt, warehouse_dir
-from greenery_orchestration.warehouse import WarehouseBusy, WarehouseUnusable, is_lock_conflict, newest_sql
+from greenery_orchestration.warehouse import Changes, WarehouseBusy, WarehouseUnusable, is_lock_conflict, newest_sql
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -92,81 +91,18 @@ class DuckDBWarehouse(DuckDBResource):
         with self.get_connection() as connection:
             return wap.last_publish(connection)
 
-    def clone(self, environments: list[str], pii: dict[str, list[str]]) -> Iterable[tuple[str, dict]]:
+    def clone(
+        self, environments: list[str], pii: dict[str, list[str]], changes: Mapping[str, Changes]
+    ) -> Iterable[tuple[str, dict]]:
         paths = [duckdb_path(environment) for environment in environments]
-        copied = clone_duckdb(Path(self.database), paths[0], pii, masking_salt(warehouse_dir()), also_to=paths[1:])
+        cloned = clone(Path(self.database), paths, pii, masking_salt(warehouse_dir()), changes)
         for environment, path in zip(environments, paths, strict=True):
-            yield environment, {"path": str(path), "tables": len(copied), "rows": sum(copied.values())}
-
-
-def clone_duckdb(
-    prod: Path, target: Path, pii: dict[str, list[str]], salt: str, also_to: Sequence[Path] = ()
-) -> dict[str, int]:
-    """Copy every table of `prod` into a new file at `target`, masking the declared PII columns
-    with a salted SHA-256, and recreate its views over those masked tables. The file is written
-    beside `target` and moved over it at the end, so a reader sees the old clone or the new one,
-    never half of one. A copy of the same file goes to each path in `also_to`, moved into place
-    the same way: environments hold the same masked data, and copying a file is a fraction of the
-    work of masking prod again. Returns the rows copied per table.
-    """
-    targets = [target, *also_to]
-    partials = [path.with_name(path.name + ".partial") for path in targets]
-    try:
-        for partial in partials:
-            partial.unlink(missing_ok=True)
-        copied = _copy_masked(prod, partials[0], pii, salt)
-        for partial in partials[1:]:
-            shutil.copyfile(partials[0], partial)
-    except BaseException:
-        for partial in partials:
-            partial.unlink(missing_ok=True)
-        raise
-    for path, partial in zip(targets, partials, strict=True):
-        Path(f"{path}.wal").unlink(missing_ok=True)
-        os.replace(partial, path)
-    return copied
-
-
-def _copy_masked(prod: Path, partial: Path, pii: dict[str, list[str]], salt: str) -> dict[str, int]:
-    copied = {}
-    with duckdb.connect(str(partial), config={"memory_limit": duckdb_memory_limit()}) as connection:
-        connection.execute("attach ? as prod (read_only)", [str(prod)])
-        tables = connection.execute(
-            "select schema_name, table_name from duckdb_tables() "
-            "where database_name = 'prod' and not temporary order by all"
-        ).fetchall()
-        views = connection.execute(
-            "select schema_name, sql from duckdb_views() "
-            "where database_name = 'prod' and not internal and not temporary order by all"
-        ).fetchall()
-        for schema in sorted({schema for schema, _ in [*tables, *views]}):
-            connection.execute(f'create schema if not exists "{schema}"')
-        for schema, name in tables:
-            masked = set(pii.get(f"{schema}.{name}", []))
-            columns = [
-                _masked(column, salt) if column in masked else f'"{column}"'
-                for (column,) in connection.execute(
-                    "select column_name from duckdb_columns() where database_name = 'prod' "
-                    "and schema_name = ? and table_name = ? order by column_index",
-                    [schema, name],
-                ).fetchall()
-            ]
-            connection.execute(
-                f'create table "{schema}"."{name}" as select {", ".join(columns)} from prod."{schema}"."{name}"'
-            )
-            copied[f"{schema}.{name}"] = connection.execute(
-                f'select count(*) from "{schema}"."{name}"'
-            ).fetchall()[0][0]
-        # Views are recreated, not copied: they read the masked tables, cost nothing to clone, and
-        # with prod detached a view that reached into prod would fail here rather than leak.
-        connection.execute("detach prod")
-        wap.create_views(connection, [sql for _, sql in views])
-    return copied
-
-
-def _masked(column: str, salt: str) -> str:
-    escaped = salt.replace("'", "''")
-    return f"'masked_' || left(sha256('{escaped}' || cast(\"{column}\" as varchar)), 16) as \"{column}\""
+            yield environment, {
+                "path": str(path),
+                "tables": len(cloned[path].rows),
+                "rows_copied": sum(cloned[path].rows.values()),
+                "in_place": cloned[path].in_place,
+            }
 
 
 def duckdb_warehouse() -> DuckDBWarehouse:

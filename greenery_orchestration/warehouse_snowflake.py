@@ -12,7 +12,7 @@ from dagster_snowflake import SnowflakeResource
 from greenery_orchestration import wap_snowflake
 from greenery_orchestration.marts import STAGED
 from greenery_orchestration.settings import snowflake_emulated, snowflake_endpoint, snowflake_environment, snowflake_key_pair
-from greenery_orchestration.warehouse import WarehouseUnusable, newest_sql
+from greenery_orchestration.warehouse import Changes, WarehouseUnusable, newest_sql
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -112,8 +112,11 @@ class SnowflakeWarehouse(SnowflakeResource):
         with self.get_connection() as connection:
             return wap_snowflake.last_publish(connection, self.database)
 
-    def clone(self, environments: list[str], pii: dict[str, list[str]]) -> Iterable[tuple[str, dict]]:
-        # Masking policies travel with a zero-copy clone: `pii` is already masked there.
+    def clone(
+        self, environments: list[str], pii: dict[str, list[str]], changes: Mapping[str, Changes]
+    ) -> Iterable[tuple[str, dict]]:
+        # Masking policies travel with a zero-copy clone: `pii` is already masked there. And a
+        # zero-copy clone copies no rows, whatever changed: `changes` would save nothing.
         for environment in environments:
             database, role = snowflake_environment(environment)
             statements = snowflake_clone_sql(self.database, database, role)

@@ -1,14 +1,16 @@
 """The warehouse resource follows GREENERY_TARGET; the Snowflake path runs on fakesnow."""
 
+import hashlib
 from datetime import datetime
 
 import dagster as dg
+import duckdb
 import fakesnow
 import pytest
 from dagster_duckdb import DuckDBResource
 from dagster_snowflake import SnowflakeResource
 
-from greenery_orchestration.warehouse import warehouse_resource
+from greenery_orchestration.warehouse import Changes, open_warehouse, warehouse_resource
 
 EVENTS = dg.AssetKey(["raw", "events"])
 
@@ -28,6 +30,33 @@ def test_duckdb_by_default(warehouse):
     resource = warehouse_resource()
     assert isinstance(resource, DuckDBResource)
     assert resource.database == str(warehouse / "prod.duckdb")
+
+
+def test_the_duckdb_warehouse_clones_every_environment_and_says_what_it_copied(warehouse, monkeypatch):
+    monkeypatch.setenv("GREENERY_MASKING_SALT", "pepper")
+    with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
+        connection.execute(
+            "create schema raw; create table raw.users as select * from (values "
+            "('a@example.com', timestamp '2026-03-01 09:00'), ('b@example.com', timestamp '2026-03-01 09:00')) "
+            "as users(email, _loaded_at)"
+        )
+    resource = open_warehouse()
+    pii, changes = {"raw.users": ["email"]}, {"raw.users": Changes("_loaded_at")}
+
+    first = dict(resource.clone(["dev", "ci"], pii, changes))
+    with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
+        connection.execute("insert into raw.users values ('c@example.com', timestamp '2026-03-01 12:00')")
+    second = dict(resource.clone(["dev", "ci"], pii, changes))
+
+    for environment in ("dev", "ci"):
+        path = str(warehouse / f"{environment}.duckdb")
+        assert first[environment] == {"path": path, "tables": 1, "rows_copied": 2, "in_place": False}
+        assert second[environment] == {"path": path, "tables": 1, "rows_copied": 1, "in_place": True}
+        with duckdb.connect(path, read_only=True) as connection:
+            emails = sorted(email for (email,) in connection.execute("select email from raw.users").fetchall())
+        assert emails == sorted(
+            "masked_" + hashlib.sha256(f"pepper{email}@example.com".encode()).hexdigest()[:16] for email in "abc"
+        )
 
 
 def test_snowflake_reads_newest_rows_through_dagster_snowflake(snowflake_env, tmp_path):

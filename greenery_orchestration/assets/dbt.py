@@ -16,7 +16,7 @@ from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 from greenery_orchestration import wap
 from greenery_orchestration.assets.examples import failing_examples
 from greenery_orchestration.dbt_errors import dbt_failure
-from greenery_orchestration.marts import FUNNEL_MARTS, MART_FRESHNESS
+from greenery_orchestration.marts import BUILD_STAMP, FUNNEL_MARTS, MART_FRESHNESS
 from greenery_orchestration.progress import NOTICE
 from greenery_orchestration.project import STAGED_VARS, greenery_project
 from greenery_orchestration.rawdata.load_log import newest_replacement_since
@@ -134,9 +134,9 @@ def raw_data_replaced(query) -> str | None:
     )["name"])
     if not columns:
         return None  # never built: the first build reads everything anyway
-    if "dbt_updated_at" not in columns:
-        return f"{INCREMENTAL_EVENTS} was built by an older version (no dbt_updated_at)"
-    built = query(f"select max(dbt_updated_at) as last_build, count(*) as events from {INCREMENTAL_EVENTS}")
+    if BUILD_STAMP not in columns:
+        return f"{INCREMENTAL_EVENTS} was built by an older version (no {BUILD_STAMP})"
+    built = query(f"select max({BUILD_STAMP}) as last_build, count(*) as events from {INCREMENTAL_EVENTS}")
     last_build, built_events = built["last_build"].iloc[0], int(built["events"].iloc[0])
     if built_events == 0:
         return None
@@ -172,12 +172,15 @@ def dbt_relations(keys: Iterable[dg.AssetKey]) -> dict[dg.AssetKey, wap.Relation
     relations = {}
     for node in manifest["nodes"].values():
         if node["resource_type"] in ("model", "snapshot", "seed"):
-            key = translator.get_asset_key(node)
-            unique_key = node["config"].get("unique_key") or ()
-            unique_key = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key)
-            relations[key] = wap.Relation(node["schema"], node["alias"], unique_key)
+            relations[translator.get_asset_key(node)] = wap.Relation(node["schema"], node["alias"], unique_key(node))
     wanted = set(keys)
     return {key: relation for key, relation in relations.items() if key in wanted}
+
+
+def unique_key(node: Mapping[str, Any]) -> tuple[str, ...]:
+    """A dbt node's `unique_key` config as columns: dbt takes one name or a list."""
+    key = node["config"].get("unique_key") or ()
+    return (key,) if isinstance(key, str) else tuple(key)
 
 
 def _dbt_build(

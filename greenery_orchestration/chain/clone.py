@@ -4,10 +4,13 @@ from collections.abc import Iterator, Sequence
 
 import dagster as dg
 
+from greenery_orchestration.assets.dbt import unique_key
 from greenery_orchestration.assets.sources import raw_manifest
 from greenery_orchestration.chain.masking import pii_columns
+from greenery_orchestration.marts import BUILD_STAMP
+from greenery_orchestration.rawdata.schema import is_load_marker
 from greenery_orchestration.settings import target
-from greenery_orchestration.warehouse import WAREHOUSE_POOL, WAREHOUSE_RETRY, Warehouse
+from greenery_orchestration.warehouse import WAREHOUSE_POOL, WAREHOUSE_RETRY, Changes, Warehouse
 
 ENVIRONMENTS = ["dev", "ci"]
 
@@ -35,6 +38,21 @@ def environment_clones(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
 
 def _clone(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]) -> Iterator:
     manifest, _, _ = raw_manifest()
-    for environment, metadata in warehouse.clone(ENVIRONMENTS, pii_columns(manifest)):
+    for environment, metadata in warehouse.clone(ENVIRONMENTS, pii_columns(manifest), table_changes(manifest)):
         context.log.info(f"Cloned prod into {environment}, PII masked: {metadata}")
         yield dg.MaterializeResult(asset_key=["environments", environment], metadata=metadata)
+
+
+def table_changes(manifest: dict) -> dict[str, Changes]:
+    """{"schema.table": how its new rows show} for the tables whose rows carry a marker: each
+    incremental model (stamped with the build's start, merged by its unique key) and each raw
+    table with a column declared `meta: {load_marker: true}` (appended to)."""
+    changes = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "model" and node["config"].get("materialized") == "incremental":
+            changes[f"{node['schema']}.{node['alias']}"] = Changes(BUILD_STAMP, unique_key(node))
+    for source in manifest["sources"].values():
+        markers = [name for name, column in source["columns"].items() if is_load_marker(column)]
+        if markers:
+            changes[f"{source['schema']}.{source['identifier']}"] = Changes(markers[0])
+    return changes

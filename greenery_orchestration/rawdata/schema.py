@@ -33,6 +33,15 @@ def _source_tables() -> list[dict]:
 
 
 def is_pii(column: dict) -> bool:
+    return bool(_meta(column).get("pii"))
+
+
+def is_load_marker(column: dict) -> bool:
+    """Whether the column is declared `meta: {load_marker: true}`: each row holds when it was
+    loaded, so rows above a copy's newest are the rows loaded since."""
+    return bool(_meta(column).get("load_marker"))
+
+
+def _meta(column: dict) -> dict:
     # dbt takes `meta` under `config` (current) or beside it (older projects); honour both.
-    meta = {**column.get("meta", {}), **column.get("config", {}).get("meta", {})}
-    return bool(meta.get("pii"))
+    return {**column.get("meta", {}), **column.get("config", {}).get("meta", {})}

@@ -1,10 +1,19 @@
 """Clones carry no raw PII; prod keeps its clear values and its numbers."""
 
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
 
-from greenery_orchestration.warehouse_duckdb import clone_duckdb
+from greenery_orchestration.chain.clone import table_changes
+from greenery_orchestration.chain.masking import pii_columns
+from greenery_orchestration.cli import main
+from greenery_orchestration.clone_duckdb import clone
+from greenery_orchestration.settings import masking_salt
+from greenery_orchestration.warehouse import Changes
 from greenery_orchestration.warehouse_snowflake import snowflake_clone_sql
 
 
@@ -66,94 +75,95 @@ def test_prod_keeps_clear_values(course_run, course_data):
     assert _first_email(course_data) in emails
 
 
-def test_a_clone_replaces_the_environment_whole_while_a_reader_holds_the_old_one(tmp_path):
-    prod, dev = tmp_path / "prod.duckdb", tmp_path / "dev.duckdb"
-    with duckdb.connect(str(prod)) as connection:
-        connection.execute("create schema raw; create table raw.users as select 'a@example.com' as email, 1 as n")
-    clone_duckdb(prod, dev, {"raw.users": ["email"]}, salt="s")
-    reader = duckdb.connect(str(dev), read_only=True)
-    with duckdb.connect(str(prod)) as connection:
-        connection.execute("insert into raw.users values ('b@example.com', 2)")
-
-    copied = clone_duckdb(prod, dev, {"raw.users": ["email"]}, salt="s")
-
-    assert copied == {"raw.users": 2}
-    assert reader.execute("select count(*) from raw.users").fetchall() == [(1,)]  # the old file, whole
-    reader.close()
-    with duckdb.connect(str(dev), read_only=True) as connection:
-        emails = [e for (e,) in connection.execute("select email from raw.users order by n").fetchall()]
-    assert len(emails) == 2 and all(e.startswith("masked_") for e in emails)
-    assert not (tmp_path / "dev.duckdb.partial").exists()
-
-
-def test_a_failed_clone_leaves_the_previous_environment(tmp_path):
-    prod, dev = tmp_path / "prod.duckdb", tmp_path / "dev.duckdb"
-    with duckdb.connect(str(prod)) as connection:
-        connection.execute("create schema raw; create table raw.users as select 'a@example.com' as email")
-    clone_duckdb(prod, dev, {"raw.users": ["email"]}, salt="s")
-
-    with pytest.raises(duckdb.Error):
-        clone_duckdb(tmp_path / "missing.duckdb", dev, {}, salt="s")
-
-    with duckdb.connect(str(dev), read_only=True) as connection:
-        assert connection.execute("select count(*) from raw.users").fetchall() == [(1,)]
-
-
 def test_the_snowflake_clone_is_zero_copy_and_granted_to_the_environment_role():
     statements = snowflake_clone_sql("GREENERY_PROD", "GREENERY_DEV", "DEV_ROLE")
     assert statements[0] == "create or replace database GREENERY_DEV clone GREENERY_PROD"
     assert all(s.endswith("to role DEV_ROLE") for s in statements[1:])
 
 
-def test_views_are_recreated_over_the_masked_tables(tmp_path):
-    prod, dev = tmp_path / "prod.duckdb", tmp_path / "dev.duckdb"
-    with duckdb.connect(str(prod)) as connection:
-        connection.execute(
-            "create schema raw; create schema staging; create schema marts;"
-            "create table raw.users as select 'a@example.com' as email, 1 as n;"
-            "create view staging.stg_users as select lower(email) as email, n from raw.users;"
-            # a view over a view, named so that it sorts (and is first tried) before the one it reads
-            "create view marts.active_users as select email from staging.stg_users where n > 0;"
-        )
+def test_the_incremental_models_are_cloned_by_their_build_stamp_and_unique_key(dbt_manifest):
+    changes = table_changes(json.loads(dbt_manifest.read_text()))
 
-    copied = clone_duckdb(prod, dev, {"raw.users": ["email"], "staging.stg_users": ["email"]}, salt="s")
-
-    assert copied == {"raw.users": 1}
-    with duckdb.connect(str(dev), read_only=True) as connection:
-        kinds = connection.execute(
-            "select table_schema || '.' || table_name, table_type from information_schema.tables order by 1"
-        ).fetchall()
-        (email,) = connection.execute("select email from marts.active_users").fetchall()[0]
-    assert kinds == [("marts.active_users", "VIEW"), ("raw.users", "BASE TABLE"), ("staging.stg_users", "VIEW")]
-    assert email.startswith("masked_")
+    raw = {key: change for key, change in changes.items() if key.startswith("raw.")}
+    # As the models' config blocks say.
+    assert {key: change for key, change in changes.items() if key not in raw} == {
+        "intermediate.int_sessions__aggregated": Changes("dbt_updated_at", ("session_id",)),
+        "intermediate.int_session_products__aggregated": Changes("dbt_updated_at", ("session_id", "product_id")),
+        "marts.fct_events": Changes("dbt_updated_at", ("event_id",)),
+        "marts.fct_sessions": Changes("dbt_updated_at", ("session_id",)),
+    }
+    # The raw tables whose source declares a load marker (none until they carry `_loaded_at`).
+    assert set(raw.values()) <= {Changes("_loaded_at")}
 
 
-def test_a_view_that_reads_another_database_fails_the_clone(tmp_path):
-    prod, other, dev = tmp_path / "prod.duckdb", tmp_path / "other.duckdb", tmp_path / "dev.duckdb"
-    with duckdb.connect(str(other)) as connection:
-        connection.execute("create table secrets as select 'a@example.com' as email")
-    with duckdb.connect(str(prod)) as connection:
-        connection.execute(f"attach '{other}' as other (read_only)")
-        connection.execute("create view leak as select email from other.secrets")
-
-    with pytest.raises(duckdb.Error):
-        clone_duckdb(prod, dev, {}, salt="s")
-
-    assert not dev.exists() and not (tmp_path / "dev.duckdb.partial").exists()
+def _column(name: str, meta: dict | None = None, config_meta: dict | None = None) -> dict:
+    return {"name": name, "meta": meta or {}, "config": {"meta": config_meta or {}}}
 
 
-def test_one_masked_clone_is_copied_to_every_other_environment(tmp_path):
-    prod, dev, ci = tmp_path / "prod.duckdb", tmp_path / "dev.duckdb", tmp_path / "ci.duckdb"
-    with duckdb.connect(str(prod)) as connection:
-        connection.execute("create schema raw; create table raw.users as select 'a@example.com' as email, 1 as n")
-        connection.execute("create view raw.emails as select email from raw.users")
+def test_raw_tables_are_cloned_by_the_column_their_source_declares_the_load_marker():
+    def model(name, materialized, unique_key=None):
+        return {"resource_type": "model", "schema": "marts", "alias": name,
+                "config": {"materialized": materialized, "unique_key": unique_key}}
 
-    copied = clone_duckdb(prod, dev, {"raw.users": ["email"]}, salt="s", also_to=[ci])
+    manifest = {
+        "nodes": {
+            "model.g.fct_a": model("fct_a", "incremental", "a_id"),
+            "model.g.fct_b": model("fct_b", "incremental", ["b_id", "day"]),
+            "model.g.dim_c": model("dim_c", "table", "c_id"),
+            "snapshot.g.orders_snapshot": {"resource_type": "snapshot", "schema": "snapshots",
+                                           "alias": "orders_snapshot", "config": {"unique_key": "order_id"}},
+        },
+        "sources": {
+            "source.g.greenery.events": {"schema": "raw", "identifier": "events", "columns": {
+                "event_id": _column("event_id"), "_loaded_at": _column("_loaded_at", config_meta={"load_marker": True}),
+            }},
+            "source.g.greenery.users": {"schema": "raw", "identifier": "users", "columns": {
+                "email": _column("email", config_meta={"pii": True}), "loaded": _column("loaded", meta={"load_marker": True}),
+            }},
+            "source.g.greenery.promos": {"schema": "raw", "identifier": "promos", "columns": {
+                "promo_id": _column("promo_id"),
+            }},
+        },
+    }
 
-    assert copied == {"raw.users": 1}
-    rows = {}
-    for environment in (dev, ci):
-        with duckdb.connect(str(environment), read_only=True) as connection:
-            rows[environment.stem] = connection.execute("select email from raw.emails").fetchall()
-    assert rows["dev"] == rows["ci"] and rows["dev"][0][0].startswith("masked_")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ci.duckdb", "dev.duckdb", "prod.duckdb"]
+    assert table_changes(manifest) == {
+        "marts.fct_a": Changes("dbt_updated_at", ("a_id",)),
+        "marts.fct_b": Changes("dbt_updated_at", ("b_id", "day")),
+        "raw.events": Changes("_loaded_at"),
+        "raw.users": Changes("loaded"),
+    }
+
+
+def test_the_next_runs_clone_updates_the_environments_in_place_to_what_a_whole_clone_holds(
+    warehouse, tmp_path, dbt_manifest
+):
+    ended = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert main(["sample", "--days", "1", "--sessions-per-day", "150", "--end", ended]) == 0
+    assert main(["run"]) == 0
+    inode = (warehouse / "dev.duckdb").stat().st_ino
+    assert main(["sample", "--append", "--hours", "1", "--sessions-per-day", "150"]) == 0
+    assert main(["run"]) == 0
+
+    instance = dg.DagsterInstance.get()
+    for environment in ("dev", "ci"):
+        metadata = instance.get_latest_materialization_event(
+            dg.AssetKey(["environments", environment])
+        ).asset_materialization.metadata
+        assert metadata["in_place"].value is True
+    assert (warehouse / "dev.duckdb").stat().st_ino == inode
+    # The updated environments hold what a whole clone of prod holds, row for row.
+    manifest = json.loads(dbt_manifest.read_text())
+    fresh = tmp_path / "fresh.duckdb"
+    clone(warehouse / "prod.duckdb", [fresh], pii_columns(manifest), masking_salt(warehouse), {})
+    expected = _every_row(fresh)
+    assert len(expected["marts.fct_events"]) > 0
+    for environment in ("dev", "ci"):
+        assert _every_row(warehouse / f"{environment}.duckdb") == expected
+
+
+def _every_row(path) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(path), read_only=True) as connection:
+        return {
+            f"{schema}.{name}": sorted(connection.execute(f'select * from "{schema}"."{name}"').fetchall(), key=repr)
+            for schema, name in _relations(connection)
+        }
