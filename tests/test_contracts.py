@@ -81,7 +81,8 @@ def write_publish_log(database: Path, published_at: datetime, row_counts: dict[s
     with duckdb.connect(str(database)) as connection:
         create_publish_log(connection)
         connection.execute(
-            "insert into ops.publish_log values (?, ?, 'test', ?)", [run_id, published_at, json.dumps(row_counts)]
+            "insert into ops.publish_log (run_id, published_at, code_version, row_counts) values (?, ?, 'test', ?)",
+            [run_id, published_at, json.dumps(row_counts)],
         )
 
 
