@@ -76,13 +76,17 @@ def _copy(course_data: Path, tmp_path: Path) -> Path:
     return folder
 
 
-def write_publish_log(database: Path, published_at: datetime, row_counts: dict[str, int], run_id: str = "run-1") -> None:
+def write_publish_log(
+    database: Path, published_at: datetime, row_counts: dict[str, int], run_id: str = "run-1",
+    run_started_at: datetime | None = None,
+) -> None:
     """A row of ops.publish_log as the publish step writes it (one row per successful publish)."""
     with duckdb.connect(str(database)) as connection:
         create_publish_log(connection)
         connection.execute(
-            "insert into ops.publish_log (run_id, published_at, code_version, row_counts) values (?, ?, 'test', ?)",
-            [run_id, published_at, json.dumps(row_counts)],
+            "insert into ops.publish_log (run_id, published_at, code_version, row_counts, run_started_at) "
+            "values (?, ?, 'test', ?, ?)",
+            [run_id, published_at, json.dumps(row_counts), run_started_at],
         )
 
 
@@ -158,9 +162,11 @@ def test_broken_raw_data_stops_the_run_with_one_named_check_per_breakage(
     addresses.loc[addresses.index[2], "address_id"] = ""  # a row only its PII tells apart
     _write(folder, "addresses", addresses)
 
+    started = _utc_now()
     assert main(["load-csv", str(folder)]) == 0
-    # The last successful publish saw the whole course data; no replace was logged since.
-    write_publish_log(warehouse / "prod.duckdb", _utc_now(), {**baseline, "marts.fct_funnel": 3})
+    # The last successful publish saw the whole course data; no replace was logged since. Its run
+    # began before this load: its gate did not read the damaged rows, this run's does.
+    write_publish_log(warehouse / "prod.duckdb", _utc_now(), {**baseline, "marts.fct_funnel": 3}, run_started_at=started)
     capsys.readouterr()
 
     assert main(["run", "--allow-stale"]) == 1
