@@ -260,6 +260,7 @@ BARE_PUBLISH = "publish (wap.publish)"
 # the relations are every model and snapshot of the manifest, as dbt_relations gives them.
 WAP_STEP = """
 import json, sys, time
+from datetime import UTC, datetime
 from pathlib import Path
 import duckdb
 from greenery_orchestration import wap
@@ -279,7 +280,8 @@ with duckdb.connect(prod, config={"memory_limit": duckdb_memory_limit()}) as con
     if what == "stage":
         wap.stage_snapshots(connection, [r for kind, r in relations if kind == "snapshot"])
     else:
-        wap.publish(connection, [r for _, r in relations], "bench-bare", "bench")
+        run_started_at = datetime.now(UTC).replace(tzinfo=None)
+        wap.publish(connection, [r for _, r in relations], "bench-bare", "bench", run_started_at=run_started_at)
 print(json.dumps({"seconds": time.perf_counter() - started, "relations": len(relations)}))
 """
 

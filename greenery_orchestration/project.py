@@ -33,6 +33,9 @@ greenery_project.prepare_if_dev()
 # A staged build (write-audit-publish, wap.py) gives its relations other names, which dbt decides
 # while parsing: its parse is another than that of every other invocation.
 STAGED_VARS = ("--vars", "{staged: true}")
+# The tests on raw tables read every row, not only those loaded since the last publishing run
+# began (dbt_project/macros/raw_new_rows.sql): what a full refresh asks.
+EVERY_RAW_ROW_VARS = ("--vars", "{every_raw_row: true}")
 # dbt's partial parses, one per fingerprint of what a parse reads (the project, the variables it
 # reads, the connection, the vars), so that each is made once: dbt parses the whole project again
 # in an invocation whose vars or connection differ from those of the parse it was handed.
@@ -52,7 +55,7 @@ class GreeneryDbtCliResource(DbtCliResource):
         target = greenery_project.manifest_path.parent
         prune_invocation_folders(target)
         if target_path is None and list(args[:1]) != ["parse"]:
-            variables = STAGED_VARS if _is_staged(args) else ()
+            variables = _variables(args)
             parse = _cached_parse(variables) or self._parse(variables)
             # dagster-dbt copies the target folder's parse only into a folder that has none.
             target_path = target / _invocation_name(context)
@@ -119,8 +122,10 @@ def _parse_lock():
         yield
 
 
-def _is_staged(args: Sequence[str]) -> bool:
-    return any(tuple(args[i : i + 2]) == STAGED_VARS for i in range(len(args) - 1))
+def _variables(args: Sequence[str]) -> tuple[str, ...]:
+    """The invocation's `--vars` and their value: its parse must be made with them, else dbt
+    parses the whole project again."""
+    return next((tuple(args[i : i + 2]) for i in range(len(args) - 1) if args[i] == "--vars"), ())
 
 
 def _invocation_name(context) -> str:

@@ -24,6 +24,16 @@ from greenery_orchestration.marts import STAGED
 PUBLISH_KEY = dg.AssetKey(["governance", "publish"])
 DELTA = "__delta"  # macros/materializations/incremental.sql
 PUBLISH_LOG = "ops.publish_log"
+# Its columns, in DuckDB's types (wap_snowflake writes them in Snowflake's); timestamps naive UTC.
+PUBLISH_LOG_COLUMNS = {
+    "run_id": "varchar",
+    "published_at": "timestamp",
+    "code_version": "varchar",
+    "row_counts": "varchar",  # JSON: {"raw.events": 32000, ...}
+    # When the publishing run began: its gate tested the raw rows loaded before then, and the next
+    # gate tests those loaded since (dbt_project/macros/raw_new_rows.sql). Null in older rows.
+    "run_started_at": "timestamp",
+}
 
 
 @dataclass(frozen=True)
@@ -56,11 +66,12 @@ def stage_snapshots(connection: duckdb.DuckDBPyConnection, snapshots: Iterable[R
 
 
 def publish(
-    connection: duckdb.DuckDBPyConnection, built: Iterable[Relation], run_id: str, code_version: str
+    connection: duckdb.DuckDBPyConnection, built: Iterable[Relation], run_id: str, code_version: str, *,
+    run_started_at: datetime,
 ) -> dict[str, int]:
-    """Publish the staged versions of `built` in one transaction, with a publish-log row; then
-    drop whatever staged relations are left. Returns the row count of every published table and
-    raw table, as logged."""
+    """Publish the staged versions of `built` in one transaction, with a publish-log row (the run
+    began at `run_started_at`, naive UTC); then drop whatever staged relations are left. Returns
+    the row count of every published table and raw table, as logged."""
     built = sorted(built, key=str)
     connection.execute("begin transaction")
     try:
@@ -68,9 +79,12 @@ def publish(
         create_views(connection, views)
         counts = _row_counts(connection)
         create_publish_log(connection)
+        row = {
+            "run_id": run_id, "published_at": datetime.now(UTC).replace(tzinfo=None), "code_version": code_version,
+            "row_counts": json.dumps(counts, sort_keys=True), "run_started_at": run_started_at,
+        }
         connection.execute(
-            f"insert into {PUBLISH_LOG} values (?, ?, ?, ?)",
-            [run_id, datetime.now(UTC).replace(tzinfo=None), code_version, json.dumps(counts, sort_keys=True)],
+            f"insert into {PUBLISH_LOG} ({', '.join(row)}) values ({', '.join('?' * len(row))})", list(row.values())
         )
         connection.execute("commit")
     except BaseException:
@@ -81,13 +95,14 @@ def publish(
 
 
 def create_publish_log(connection: duckdb.DuckDBPyConnection) -> None:
-    """One row per publish: its run, when (naive UTC), the dbt code's version, and the row count
-    of every table as published, raw tables included (JSON: {"raw.events": 32000, ...})."""
+    """One row per publish: its run, when (naive UTC), the dbt code's version, the row count of
+    every table as published, raw tables included, and when the run began. A log from before a
+    column gains it."""
     connection.execute("create schema if not exists ops")
-    connection.execute(
-        f"create table if not exists {PUBLISH_LOG} (run_id varchar, published_at timestamp, "
-        "code_version varchar, row_counts varchar)"
-    )
+    columns = ", ".join(f"{name} {data_type}" for name, data_type in PUBLISH_LOG_COLUMNS.items())
+    connection.execute(f"create table if not exists {PUBLISH_LOG} ({columns})")
+    for name, data_type in PUBLISH_LOG_COLUMNS.items():
+        connection.execute(f"alter table {PUBLISH_LOG} add column if not exists {name} {data_type}")
 
 
 def last_publish(connection: duckdb.DuckDBPyConnection) -> tuple[str, datetime] | None:

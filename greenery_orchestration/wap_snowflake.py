@@ -55,6 +55,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from greenery_orchestration import wap
 from greenery_orchestration.marts import STAGED
 from greenery_orchestration.settings import snowflake_emulated
 from greenery_orchestration.wap import PUBLISH_LOG, NothingStaged
@@ -66,9 +67,9 @@ READERS_SCHEMA = "marts"
 # The order dbt's layers read each other in: a view recreated after the swaps reads published names.
 LAYERS = ("staging", "snapshots", "intermediate")
 # wap.create_publish_log's table, in Snowflake's types (DuckDB's `timestamp` is naive: timestamp_ntz).
-PUBLISH_LOG_COLUMNS = (
-    ("run_id", "varchar"), ("published_at", "timestamp_ntz"), ("code_version", "varchar"), ("row_counts", "varchar"),
-)
+PUBLISH_LOG_COLUMNS = {
+    name: "timestamp_ntz" if data_type == "timestamp" else data_type for name, data_type in wap.PUBLISH_LOG_COLUMNS.items()
+}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 
 
@@ -96,10 +97,13 @@ def stage(connection, database: str, schemas: Iterable[str]) -> list[str]:
     return session.statements
 
 
-def publish(connection, database: str, schemas: Iterable[str], run_id: str, code_version: str) -> Published:
+def publish(
+    connection, database: str, schemas: Iterable[str], run_id: str, code_version: str, *, run_started_at: datetime
+) -> Published:
     """Swap each staged schema of `database` with its published one, marts last, granting again
     what was granted on the published schema; recreate the views on the published names; log the
-    publish in ops.publish_log; drop what was published before. Raises NothingStaged, before
+    publish in ops.publish_log (the run began at `run_started_at`, naive UTC); drop what was
+    published before. Raises NothingStaged, before
     changing anything, when a staged schema is missing or was not cloned by `stage()`. Returns
     the logged row counts and the statements, as Snowflake runs them."""
     session = _Session(connection)
@@ -119,7 +123,8 @@ def publish(connection, database: str, schemas: Iterable[str], run_id: str, code
             session.run(statement)
     _recreate_views(session, database, order)
     counts = _row_counts(session, database)
-    for statement in publish_log_sql(database, run_id, datetime.now(UTC).replace(tzinfo=None), code_version, counts):
+    published_at = datetime.now(UTC).replace(tzinfo=None)
+    for statement in publish_log_sql(database, run_id, published_at, code_version, counts, run_started_at):
         session.run(statement)
     for schema in order:
         session.run(f"drop schema if exists {_name(database, schema + STAGED)} cascade")
@@ -198,19 +203,29 @@ def future_grant_sql(schema: str, grants: Sequence[dict]) -> list[str]:
     return statements
 
 
-def publish_log_sql(database: str, run_id: str, published_at: datetime, code_version: str, counts: dict[str, int]) -> list[str]:
-    """The publish-log table, created if missing, and this publish's row."""
+def publish_log_sql(
+    database: str, run_id: str, published_at: datetime, code_version: str, counts: dict[str, int],
+    run_started_at: datetime,
+) -> list[str]:
+    """The publish-log table, created if missing (a log from before a column gains it), and this
+    publish's row."""
     schema = PUBLISH_LOG.split(".")[0]
-    columns = ", ".join(f"{name} {data_type}" for name, data_type in PUBLISH_LOG_COLUMNS)
-    values = ", ".join([
-        _literal(run_id), f"cast({_literal(f'{published_at:%Y-%m-%d %H:%M:%S.%f}')} as timestamp_ntz)",
-        _literal(code_version), _literal(json.dumps(counts, sort_keys=True)),
-    ])
+    log = _name(database, PUBLISH_LOG)
+    columns = ", ".join(f"{name} {data_type}" for name, data_type in PUBLISH_LOG_COLUMNS.items())
+    row = {
+        "run_id": _literal(run_id), "published_at": _timestamp(published_at), "code_version": _literal(code_version),
+        "row_counts": _literal(json.dumps(counts, sort_keys=True)), "run_started_at": _timestamp(run_started_at),
+    }
     return [
         f"create schema if not exists {_name(database, schema)}",
-        f"create table if not exists {_name(database, PUBLISH_LOG)} ({columns})",
-        f"insert into {_name(database, PUBLISH_LOG)} ({', '.join(name for name, _ in PUBLISH_LOG_COLUMNS)}) values ({values})",
+        f"create table if not exists {log} ({columns})",
+        *(f"alter table {log} add column if not exists {name} {data_type}" for name, data_type in PUBLISH_LOG_COLUMNS.items()),
+        f"insert into {log} ({', '.join(row)}) values ({', '.join(row.values())})",
     ]
+
+
+def _timestamp(moment: datetime) -> str:
+    return f"cast({_literal(f'{moment:%Y-%m-%d %H:%M:%S.%f}')} as timestamp_ntz)"
 
 
 def published_view_sql(definition: str, schemas: Iterable[str]) -> str:

@@ -88,9 +88,11 @@ class Warehouse(Protocol):
         """Before a staged build: give it the published history (the snapshots' versions, the
         incremental models' rows) to add this run's to."""
 
-    def publish(self, built: Iterable["Relation"], run_id: str, code_version: str) -> dict[str, int]:
-        """Make this run's staged build what readers see, all at once, with a publish-log row;
-        returns the row count per table."""
+    def publish(
+        self, built: Iterable["Relation"], run_id: str, code_version: str, *, run_started_at: datetime
+    ) -> dict[str, int]:
+        """Make this run's staged build what readers see, all at once, with a publish-log row
+        (the run began at `run_started_at`, naive UTC); returns the row count per table."""
 
     def last_publish(self) -> tuple[str, datetime] | None:
         """The run id and time (naive UTC) of the newest publish."""

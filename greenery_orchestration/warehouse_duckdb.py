@@ -83,9 +83,11 @@ class DuckDBWarehouse(DuckDBResource):
         with self.get_connection() as connection:
             wap.stage_snapshots(connection, snapshots)
 
-    def publish(self, built: Iterable[wap.Relation], run_id: str, code_version: str) -> dict[str, int]:
+    def publish(
+        self, built: Iterable[wap.Relation], run_id: str, code_version: str, *, run_started_at: datetime
+    ) -> dict[str, int]:
         with self.get_connection() as connection:
-            return wap.publish(connection, built, run_id, code_version)
+            return wap.publish(connection, built, run_id, code_version, run_started_at=run_started_at)
 
     def last_publish(self) -> tuple[str, datetime] | None:
         with self.get_connection() as connection:

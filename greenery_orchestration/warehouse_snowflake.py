@@ -104,9 +104,14 @@ class SnowflakeWarehouse(SnowflakeResource):
         with self.get_connection() as connection:
             wap_snowflake.stage(connection, self.database, _dbt_schemas())
 
-    def publish(self, built: Iterable["Relation"], run_id: str, code_version: str) -> dict[str, int]:
+    def publish(
+        self, built: Iterable["Relation"], run_id: str, code_version: str, *, run_started_at: datetime
+    ) -> dict[str, int]:
         with self.get_connection() as connection:
-            return wap_snowflake.publish(connection, self.database, _dbt_schemas(), run_id, code_version).row_counts
+            published = wap_snowflake.publish(
+                connection, self.database, _dbt_schemas(), run_id, code_version, run_started_at=run_started_at
+            )
+            return published.row_counts
 
     def last_publish(self) -> tuple[str, datetime] | None:
         with self.get_connection() as connection:

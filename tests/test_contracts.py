@@ -21,7 +21,7 @@ import duckdb
 import pandas as pd
 
 from greenery_orchestration.cli import main
-from greenery_orchestration.rawdata.load_log import record_load
+from greenery_orchestration.rawdata.load_log import load_time, record_load
 from greenery_orchestration.settings import DBT_PROJECT_DIR
 from greenery_orchestration.wap import create_publish_log
 
@@ -76,12 +76,17 @@ def _copy(course_data: Path, tmp_path: Path) -> Path:
     return folder
 
 
-def write_publish_log(database: Path, published_at: datetime, row_counts: dict[str, int], run_id: str = "run-1") -> None:
+def write_publish_log(
+    database: Path, published_at: datetime, row_counts: dict[str, int], run_id: str = "run-1",
+    run_started_at: datetime | None = None,
+) -> None:
     """A row of ops.publish_log as the publish step writes it (one row per successful publish)."""
     with duckdb.connect(str(database)) as connection:
         create_publish_log(connection)
         connection.execute(
-            "insert into ops.publish_log values (?, ?, 'test', ?)", [run_id, published_at, json.dumps(row_counts)]
+            "insert into ops.publish_log (run_id, published_at, code_version, row_counts, run_started_at) "
+            "values (?, ?, 'test', ?, ?)",
+            [run_id, published_at, json.dumps(row_counts), run_started_at],
         )
 
 
@@ -157,9 +162,11 @@ def test_broken_raw_data_stops_the_run_with_one_named_check_per_breakage(
     addresses.loc[addresses.index[2], "address_id"] = ""  # a row only its PII tells apart
     _write(folder, "addresses", addresses)
 
+    started = _utc_now()
     assert main(["load-csv", str(folder)]) == 0
-    # The last successful publish saw the whole course data; no replace was logged since.
-    write_publish_log(warehouse / "prod.duckdb", _utc_now(), {**baseline, "marts.fct_funnel": 3})
+    # The last successful publish saw the whole course data; no replace was logged since. Its run
+    # began before this load: its gate did not read the damaged rows, this run's does.
+    write_publish_log(warehouse / "prod.duckdb", _utc_now(), {**baseline, "marts.fct_funnel": 3}, run_started_at=started)
     capsys.readouterr()
 
     assert main(["run", "--allow-stale"]) == 1
@@ -246,13 +253,14 @@ def test_marts_that_lost_raw_rows_stop_the_run(course_run, course_data, warehous
     sessions = [str(uuid.uuid4()), str(uuid.uuid4())]
     rows = [(str(uuid.uuid4()), session, user, f"https://greenary.com/product/{product}", late, "page_view", None, product)
             for session, product in [(sessions[0], products[0]), (sessions[0], products[1]), (sessions[1], products[2])]]
+    loaded_at = load_time()
     with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
         connection.execute("begin")
         connection.executemany(
-            "insert into raw.events (event_id, session_id, user_id, page_url, created_at, event_type, order_id, product_id) "
-            "values (?, ?, ?, ?, ?, ?, ?, ?)", rows,
+            "insert into raw.events (event_id, session_id, user_id, page_url, created_at, event_type, order_id, product_id, "
+            "_loaded_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)", [(*row, loaded_at) for row in rows],
         )
-        record_load(connection, "append", "test: late events", {"events": len(rows)})
+        record_load(connection, "append", "test: late events", {"events": len(rows)}, loaded_at=loaded_at)
         connection.execute("commit")
     capsys.readouterr()
 
@@ -319,7 +327,7 @@ def test_the_volume_check_compares_with_the_last_publish_unless_a_replace_was_lo
     # table still fails.
     with duckdb.connect(str(database)) as connection:
         connection.execute("delete from raw.promos")
-        record_load(connection, "replace", "test: a deliberate replace", {})
+        record_load(connection, "replace", "test: a deliberate replace", {}, loaded_at=load_time())
     assert failed(_dbt_test(folder, tmp_path, select)) == {"source_not_empty_nor_shrunk_greenery_promos": 1}
 
 

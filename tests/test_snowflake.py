@@ -36,7 +36,7 @@ from greenery_orchestration.warehouse_snowflake import snowflake_clone_sql
 from greenery_orchestration.chain.masking import pii_columns
 from greenery_orchestration.rawdata.load_csv import load_csv_dir, replace_raw_tables
 from greenery_orchestration.rawdata.sample import sample_tables
-from greenery_orchestration.rawdata.schema import raw_columns
+from greenery_orchestration.rawdata.schema import declared_columns, raw_columns
 from greenery_orchestration.settings import DBT_PROJECT_DIR, REPO_DIR
 from greenery_orchestration.warehouse import warehouse_resource
 from tests.slices import sliced_events
@@ -160,7 +160,7 @@ def load_raw_tables(emulated: EmulatedSnowflake, tables: dict[str, pd.DataFrame]
     with emulated.connection() as connection:
         cursor = connection.cursor()
         cursor.execute("create schema if not exists raw")
-        for table, columns in raw_columns().items():
+        for table, columns in declared_columns().items():
             declared = ", ".join(f"{name} {data_type}" for name, data_type in columns.items())
             cursor.execute(f"create or replace table raw.{table} ({declared})")
             success, _, rows, _ = snowflake.connector.pandas_tools.write_pandas(

@@ -1,6 +1,7 @@
 """Publishing a staged build: all of it in one transaction, or none of it."""
 
 import json
+from datetime import datetime
 
 import duckdb
 import pytest
@@ -10,6 +11,7 @@ from greenery_orchestration import wap
 EVENTS = wap.Relation("marts", "fct_events", ("event_id",))
 FUNNEL = wap.Relation("marts", "fct_funnel")
 FUNNEL_VIEW = wap.Relation("staging", "stg_funnel")
+STARTED = datetime(2026, 3, 1, 9, 30)  # when the publishing run began
 
 
 @pytest.fixture
@@ -38,21 +40,35 @@ def _rows(connection, sql):
 
 
 def test_a_publish_merges_deltas_renames_tables_recreates_views_and_logs(warehouse):
-    counts = wap.publish(warehouse, [EVENTS, FUNNEL, FUNNEL_VIEW], "run-1", "abc123")
+    counts = wap.publish(warehouse, [EVENTS, FUNNEL, FUNNEL_VIEW], "run-1", "abc123", run_started_at=STARTED)
 
     assert _rows(warehouse, "select * from marts.fct_events") == [("e0", "old"), ("e1", "old"), ("e2", "new"), ("e3", "new")]
     assert _rows(warehouse, "select * from marts.fct_funnel") == [(2,)]
     assert _rows(warehouse, "select * from staging.stg_funnel") == [(20,)]  # reads the published table now
     assert _rows(warehouse, "select sql from duckdb_views() where view_name = 'stg_funnel'")[0][0].count("__staged") == 0
     assert counts == {"marts.fct_events": 4, "marts.fct_funnel": 1, "raw.events": 4}
-    (logged,) = warehouse.execute("select run_id, code_version, row_counts from ops.publish_log").fetchall()
-    assert logged[:2] == ("run-1", "abc123") and json.loads(logged[2]) == counts
+    (logged,) = warehouse.execute("select run_id, code_version, row_counts, run_started_at from ops.publish_log").fetchall()
+    assert logged[:2] == ("run-1", "abc123") and json.loads(logged[2]) == counts and logged[3] == STARTED
     assert wap.last_publish(warehouse)[0] == "run-1"
     leftovers = warehouse.execute(
         "select table_name from duckdb_tables() where table_name like '%\\_\\_%' escape '\\' "
         "union all select view_name from duckdb_views() where view_name like '%\\_\\_%' escape '\\'"
     ).fetchall()
     assert leftovers == []
+
+
+def test_a_publish_log_from_before_run_started_at_gains_it(warehouse):
+    warehouse.execute("create schema ops")
+    warehouse.execute("create table ops.publish_log (run_id varchar, published_at timestamp, code_version varchar, "
+                      "row_counts varchar)")
+    warehouse.execute("insert into ops.publish_log values ('run-0', timestamp '2026-02-01 10:00', 'old', '{}')")
+
+    wap.publish(warehouse, [EVENTS, FUNNEL, FUNNEL_VIEW], "run-1", "abc123", run_started_at=STARTED)
+
+    columns = warehouse.execute("select column_name from duckdb_columns() where table_name = 'publish_log' "
+                                "order by column_index").fetchall()
+    assert [name for (name,) in columns] == list(wap.PUBLISH_LOG_COLUMNS)
+    assert _rows(warehouse, "select run_id, run_started_at from ops.publish_log") == [("run-0", None), ("run-1", STARTED)]
 
 
 def test_a_publish_that_fails_changes_nothing(warehouse):
@@ -63,7 +79,7 @@ def test_a_publish_that_fails_changes_nothing(warehouse):
     missing = wap.Relation("marts", "fct_orders")  # this run "built" it, but nothing is staged
 
     with pytest.raises(wap.NothingStaged, match=r"marts\.fct_orders: .*fct_orders__staged is missing"):
-        wap.publish(warehouse, [EVENTS, FUNNEL, FUNNEL_VIEW, missing], "run-1", "abc123")
+        wap.publish(warehouse, [EVENTS, FUNNEL, FUNNEL_VIEW, missing], "run-1", "abc123", run_started_at=STARTED)
 
     assert {sql: _rows(warehouse, sql) for sql in before} == before
     assert wap.last_publish(warehouse) is None
@@ -73,7 +89,7 @@ def test_a_publish_that_fails_changes_nothing(warehouse):
 def test_a_first_build_publishes_a_whole_table_and_snapshots_are_staged_as_copies(warehouse):
     warehouse.execute("drop table marts.fct_events; drop view marts.fct_events__staged; drop table marts.fct_events__delta")
     warehouse.execute("create table marts.fct_events__staged as select 'e9' as event_id, 'full' as note")
-    wap.publish(warehouse, [EVENTS], "run-1", "abc123")
+    wap.publish(warehouse, [EVENTS], "run-1", "abc123", run_started_at=STARTED)
     assert _rows(warehouse, "select * from marts.fct_events") == [("e9", "full")]
 
     snapshot = wap.Relation("marts", "fct_events")
@@ -92,7 +108,7 @@ def test_a_view_of_a_view_is_published_after_the_view_it_reads(warehouse):
     """)
     built = [EVENTS, FUNNEL, FUNNEL_VIEW, wap.Relation("intermediate", "a_funnel_tenfold")]
 
-    wap.publish(warehouse, built, "run-2", "code-2")
+    wap.publish(warehouse, built, "run-2", "code-2", run_started_at=STARTED)
 
     assert _rows(warehouse, "select * from intermediate.a_funnel_tenfold") == [(20,)]
 

@@ -9,6 +9,9 @@
 {%- endmacro %}
 
 {% macro default__get_where_subquery(relation) -%}
+    {%- if not model.attached_node and model.sources -%}
+        {%- set relation = raw_new_rows(relation) -%}
+    {%- endif -%}
     {%- set conditions = [] -%}
     {%- if config.get('where') -%}
         {%- do conditions.append('(' ~ config.get('where') ~ ')') -%}

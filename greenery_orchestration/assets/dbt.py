@@ -106,8 +106,7 @@ def greenery_snapshots(
 def greenery_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ResourceParam[Warehouse]
 ) -> Iterator:
-    # Launch with the tag greenery/full_refresh=true to rebuild the incremental models whole.
-    full_refresh = context.run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
+    full_refresh = is_full_refresh(context.run)
     replaced = raw_data_replaced(warehouse.read_sql) if not full_refresh else None
     if replaced:
         # Merging into what the incremental models hold would keep rows whose raw rows are gone.
@@ -122,6 +121,12 @@ def greenery_models(
             yield event
     for output in held_back:
         yield output.with_metadata({**output.metadata, **_funnel_metadata(context, warehouse, output)})
+
+
+def is_full_refresh(run: dg.DagsterRun) -> bool:
+    """Whether the run was launched with the tag greenery/full_refresh=true: to rebuild the
+    incremental models whole and test every raw row."""
+    return run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
 
 
 def raw_data_replaced(query) -> str | None:

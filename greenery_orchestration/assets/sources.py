@@ -8,9 +8,10 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
-from greenery_orchestration.assets.dbt import greenery_models, tests_on_raw_tables
+from greenery_orchestration.assets.dbt import greenery_models, is_full_refresh, tests_on_raw_tables
 from greenery_orchestration.assets.examples import failing_examples
 from greenery_orchestration.dbt_errors import dbt_failure
+from greenery_orchestration.project import EVERY_RAW_ROW_VARS
 from greenery_orchestration.settings import target
 from greenery_orchestration.warehouse import WAREHOUSE_POOL, Warehouse, WarehouseUnusable, is_lock_conflict
 
@@ -104,8 +105,12 @@ def raw_data_gate() -> dg.AssetChecksDefinition:
         by_key = {dg.AssetKey(["raw", r["unique_id"].split(".")[-1]]): r for r in results}
         for key in freshness_criteria():
             yield _freshness_result(key, by_key.get(key), config.allow_stale)
-        # `cautious`: the tests on raw tables alone, not the marts' reconciliations with raw.
-        invocation = dbt.cli(["test", "--select", "source:*", "--indirect-selection", "cautious"], raise_on_error=False)
+        # `cautious`: the tests on raw tables alone, not the marts' reconciliations with raw. They
+        # read the rows loaded since the last publishing run began, or every row on a full refresh.
+        every_row = EVERY_RAW_ROW_VARS if is_full_refresh(context.run) else ()
+        invocation = dbt.cli(
+            ["test", "--select", "source:*", "--indirect-selection", "cautious", *every_row], raise_on_error=False
+        )
         invocation.wait()
         if not (invocation.target_path / "run_results.json").exists():
             raise dbt_failure(invocation)

@@ -1,6 +1,7 @@
 """The publish step: this run's audited build becomes what readers see, in one transaction."""
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -29,7 +30,9 @@ def publish(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
 
 def _publish(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
     built = dbt_relations(_materialized_in_this_run(context))
-    counts = warehouse.publish(built.values(), context.run.run_id, dbt_code_version())
+    counts = warehouse.publish(
+        built.values(), context.run.run_id, dbt_code_version(), run_started_at=_run_started_at(context)
+    )
     context.log.info(f"Published {len(built)} relations built by this run")
     return dg.MaterializeResult(
         metadata={
@@ -38,6 +41,12 @@ def _publish(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Ware
             "row_counts": dg.MetadataValue.json(counts),
         }
     )
+
+
+def _run_started_at(context: dg.AssetExecutionContext) -> datetime:
+    """When this run began (naive UTC): raw rows loaded since were not all read by its gate."""
+    started = context.instance.get_run_record_by_id(context.run.run_id).start_time
+    return datetime.fromtimestamp(started, UTC).replace(tzinfo=None)
 
 
 def _materialized_in_this_run(context: dg.AssetExecutionContext) -> set[dg.AssetKey]:

@@ -1,7 +1,13 @@
 """The freshness gate: stale raw data stops the chain before masking, with an alert."""
 
+import shutil
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
 import dagster as dg
 import duckdb
+import pytest
 
 from greenery_orchestration.cli import main
 
@@ -70,3 +76,88 @@ def test_the_gate_refuses_a_truncated_warehouse_before_any_step_writes(course_ru
     assert f"Failure: {damaged} is truncated (" in failure.step_failure_data.error.message
     assert result.get_asset_materialization_events() == []
     assert damaged.read_bytes() == before
+
+
+# --- the tests on raw tables read what was loaded since the last publishing run began ---------
+
+
+def _failed_checks(instance: dg.DagsterInstance) -> dict[str, int]:
+    """{check name: failing rows} of the newest production run's failed checks."""
+    (run,) = instance.get_runs(dg.RunsFilter(job_name="greenery_production"), limit=1)
+    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    evaluations = [r.event_log_entry.dagster_event.asset_check_evaluation_data for r in records]
+    return {
+        e.check_name: e.metadata["dagster_dbt/failed_row_count"].value
+        for e in evaluations if not e.passed and e.check_name != "source_freshness"
+    }
+
+
+@pytest.fixture
+def published(course_run, warehouse) -> dict:
+    """A copy of the course warehouse, published once by `greenery run`: when that run began and
+    published, and the raw rows as it tested them."""
+    shutil.copy(course_run.warehouse / "prod.duckdb", warehouse / "prod.duckdb")
+    with duckdb.connect(str(warehouse / "prod.duckdb"), read_only=True) as connection:
+        ((started, published_at),) = connection.execute(
+            "select run_started_at, published_at from ops.publish_log").fetchall()
+        ((loaded_at,),) = connection.execute("select distinct _loaded_at from raw.events").fetchall()
+        ((user_id,),) = connection.execute("select min(user_id) from raw.users").fetchall()
+        ((order_id,),) = connection.execute("select min(order_id) from raw.orders").fetchall()
+        ((promos,),) = connection.execute("select count(*) from raw.promos").fetchall()
+    return {"database": warehouse / "prod.duckdb", "started": started, "published_at": published_at,
+            "loaded_at": loaded_at, "user_id": user_id, "order_id": order_id, "promos": promos}
+
+
+def _insert(database: Path, table: str, rows: list[dict]) -> None:
+    with duckdb.connect(str(database)) as connection:
+        for row in rows:
+            connection.execute(
+                f"insert into raw.{table} ({', '.join(row)}) values ({', '.join('?' * len(row))})", list(row.values()))
+
+
+def _event(loaded_at: datetime | None, **values) -> dict:
+    return {"event_id": str(uuid.uuid4()), "session_id": str(uuid.uuid4()), "event_type": "page_view",
+            "created_at": datetime(2021, 2, 12, 9), "_loaded_at": loaded_at, **values}
+
+
+def test_the_gate_tests_the_raw_rows_loaded_since_the_last_publishing_run_began(published, capsys):
+    started, published_at = published["started"], published["published_at"]
+    assert published["loaded_at"] < started < published_at  # loaded, then the run began, then published
+    now = datetime.now(UTC).replace(tzinfo=None)
+    _insert(published["database"], "events", [
+        # Bad, but loaded before the run began: that run's gate read it, this one does not.
+        _event(started - timedelta(seconds=1), event_type="bogus"),
+        # Loaded while that run went on: not read by its gate, so by this one.
+        _event(started + (published_at - started) / 2, session_id=None),
+        # A new child of an old parent: relationships reads every parent.
+        _event(now, event_type="checkout", order_id=published["order_id"]),
+        # No marker (a row written some other way than by the loaders): read.
+        _event(None, created_at=None),
+    ])
+    # A new row repeating a key an old row holds: unique reads the old row too.
+    _insert(published["database"], "users", [{"user_id": published["user_id"], "_loaded_at": now}])
+    with duckdb.connect(str(published["database"])) as connection:
+        connection.execute("delete from raw.promos")  # old rows gone: the volume test reads every row
+
+    assert main(["run", "--allow-stale"]) == 1
+
+    with dg.DagsterInstance.get() as instance:
+        assert _failed_checks(instance) == {
+            "source_not_null_greenery_events_session_id": 1,
+            "source_not_null_greenery_events_created_at": 1,
+            "source_unique_greenery_users_user_id": 1,
+            "source_not_empty_nor_shrunk_greenery_promos": published["promos"],
+        }
+
+    # A full refresh reads every row: the old bad row too.
+    assert main(["run", "--allow-stale", "--full-refresh"]) == 1
+
+    with dg.DagsterInstance.get() as instance:
+        assert _failed_checks(instance) == {
+            "source_not_null_greenery_events_session_id": 1,
+            "source_not_null_greenery_events_created_at": 1,
+            "source_accepted_values_greenery_events_event_type__page_view__add_to_cart__checkout__package_shipped": 1,
+            "source_unique_greenery_users_user_id": 1,
+            "source_not_empty_nor_shrunk_greenery_promos": published["promos"],
+        }
+    capsys.readouterr()

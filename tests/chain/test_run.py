@@ -156,7 +156,10 @@ def test_bad_raw_data_fails_the_run_and_keeps_the_last_good_marts(warehouse, cou
     assert main(["load-csv", str(course_data)]) == 0
     assert main(["run", "--allow-stale"]) == 0
     with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
-        connection.execute("update raw.events set event_type = 'wishlist' where event_type = 'checkout'")
+        # Written as a load writes rows, stamped: the gate reads what was loaded since the last
+        # publishing run began (dbt_project/macros/raw_new_rows.sql).
+        connection.execute("update raw.events set event_type = 'wishlist', _loaded_at = timezone('UTC', now()) "
+                           "where event_type = 'checkout'")
     capsys.readouterr()
 
     assert main(["run", "--allow-stale"]) == 1
@@ -227,7 +230,8 @@ def test_a_run_that_fails_its_tests_publishes_nothing(warehouse, course_data, ca
     shipped = sorted(orders[orders.status == "preparing"].order_id)[0]
     before = _published(warehouse / "prod.duckdb")
     with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
-        connection.execute("insert into raw.order_items values (?, 'no-such-product', 50)", [order])
+        connection.execute("insert into raw.order_items (order_id, product_id, quantity) values (?, 'no-such-product', 50)",
+                           [order])
         connection.execute("update raw.orders set status = 'shipped', tracking_id = 'T-1', shipping_service = 'ups' "
                            "where order_id = ?", [shipped])
     capsys.readouterr()

@@ -24,7 +24,7 @@ from greenery_orchestration import wap
 from greenery_orchestration.project import STAGED_VARS
 from greenery_orchestration.rawdata.load_csv import load_csv_dir
 from greenery_orchestration.rawdata.sample import append_to_raw, write_sample
-from greenery_orchestration.rawdata.schema import raw_columns
+from greenery_orchestration.rawdata.schema import declared_columns, raw_columns
 from greenery_orchestration.wap_snowflake import (
     PUBLISH_LOG_COLUMNS,
     Published,
@@ -69,6 +69,7 @@ class FirstPublish:
     manifest: dict  # of the staged build
     view_ddl: str  # dbt-snowflake's own CREATE VIEW of a view that reads another model, as the build ran it
     published: Published
+    started: datetime  # when the run began (naive UTC), as the publish logs it
 
 
 def raw_frames(path: Path, where: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:
@@ -86,7 +87,7 @@ def write_raw(connection, frames: dict[str, pd.DataFrame], create: bool) -> None
         cursor.execute("create schema if not exists raw")
     for table, frame in frames.items():
         if create:
-            declared = ", ".join(f"{name} {data_type}" for name, data_type in raw_columns()[table].items())
+            declared = ", ".join(f"{name} {data_type}" for name, data_type in declared_columns()[table].items())
             cursor.execute(f"create or replace table raw.{table} ({declared})")
         if len(frame):
             # Unquoted: the frame's lower-case names resolve to the table's columns, as on Snowflake.
@@ -157,6 +158,7 @@ def first(snowflake_server, emulated, shop, dbt_manifest) -> FirstPublish:
     assert schemas == SCHEMAS
     with snowflake_server.in_process(), snowflake_server.connect(DATABASE, schema="RAW") as connection:
         write_raw(connection, raw_frames(shop.duckdb_path), create=True)
+        started = datetime.now(UTC).replace(tzinfo=None)
         staged = stage(connection, DATABASE, schemas)
     build, results = dbt(snowflake_server, shop, "build")
     assert build.returncode == 0, build.stdout[-5000:] + build.stderr[-2000:] + snowflake_server.server_log()
@@ -164,8 +166,8 @@ def first(snowflake_server, emulated, shop, dbt_manifest) -> FirstPublish:
     manifest = json.loads((shop.target / "manifest.json").read_text())
     view_ddl = (shop.target / "run" / "greenery" / "models" / "marts" / "product" / "fct_funnel.sql").read_text()
     with snowflake_server.in_process(), snowflake_server.connect(DATABASE, schema="RAW") as connection:
-        published = publish(connection, DATABASE, schemas, "run-1", "code-1")
-    return FirstPublish(shop, staged, manifest, view_ddl, published)
+        published = publish(connection, DATABASE, schemas, "run-1", "code-1", run_started_at=started)
+    return FirstPublish(shop, staged, manifest, view_ddl, published, started)
 
 
 def test_a_staged_build_writes_into_staged_schemas_and_its_publish_gives_the_duckdb_funnel(snowflake_server, first):
@@ -195,6 +197,7 @@ def test_a_staged_build_writes_into_staged_schemas_and_its_publish_gives_the_duc
         ((run_id, code_version, counts),) = published_log(connection)
         assert (run_id, code_version) == ("run-1", "code-1")
         assert json.loads(counts) == first.published.row_counts
+        assert rows(connection, f"select run_started_at from {wap.PUBLISH_LOG}") == [(first.started,)]
         tables = {f"{schema}.{name}".lower() for schema, name in rows(
             connection, "select table_schema, table_name from information_schema.tables "
             "where table_type = 'BASE TABLE' and table_schema not in ('OPS', 'INFORMATION_SCHEMA')")}
@@ -210,9 +213,10 @@ def test_a_staged_build_writes_into_staged_schemas_and_its_publish_gives_the_duc
         wap.create_publish_log(local)
         duckdb_columns = local.execute("select column_name, data_type from duckdb_columns() "
                                        "where table_name = 'publish_log' order by column_index").fetchall()
-    assert [name.lower() for name, _ in columns] == [name for name, _ in duckdb_columns] == [n for n, _ in PUBLISH_LOG_COLUMNS]
-    assert [t for _, t in columns] == ["TEXT", "TIMESTAMP_NTZ", "TEXT", "TEXT"]
-    assert [t for _, t in duckdb_columns] == ["VARCHAR", "TIMESTAMP", "VARCHAR", "VARCHAR"]  # naive, like TIMESTAMP_NTZ
+    assert [name.lower() for name, _ in columns] == [name for name, _ in duckdb_columns] == list(PUBLISH_LOG_COLUMNS)
+    assert [t for _, t in columns] == ["TEXT", "TIMESTAMP_NTZ", "TEXT", "TEXT", "TIMESTAMP_NTZ"]
+    # naive, like TIMESTAMP_NTZ
+    assert [t for _, t in duckdb_columns] == ["VARCHAR", "TIMESTAMP", "VARCHAR", "VARCHAR", "TIMESTAMP"]
 
 
 def test_stage_and_publish_return_the_snowflake_statements(first):
@@ -251,12 +255,15 @@ def test_stage_and_publish_return_the_snowflake_statements(first):
         assert read and read <= set(SCHEMAS)
 
     # The log row, then the leftovers dropped.
-    create_schema, create_table, insert, *drops = statements[statements.index(views[-1]) + 1:]
+    create_schema, create_table, *alters, insert = statements[statements.index(views[-1]) + 1:-len(SCHEMAS)]
+    drops = statements[-len(SCHEMAS):]
     assert isinstance(_parse(create_schema), exp.Create) and _parse(create_schema).this.db == "ops"
     table = _parse(create_table)
     assert isinstance(table, exp.Create) and table.args["exists"]
     assert [(c.name, c.args["kind"]) for c in table.this.expressions] == [
-        (name, exp.DataType.build(data_type, dialect="snowflake")) for name, data_type in PUBLISH_LOG_COLUMNS]
+        (name, exp.DataType.build(data_type, dialect="snowflake")) for name, data_type in PUBLISH_LOG_COLUMNS.items()]
+    # A log from before a column gains it.
+    assert [_parse(alter).this.name for alter in alters] == ["publish_log"] * len(PUBLISH_LOG_COLUMNS)
     inserted = _parse(insert)
     assert isinstance(inserted, exp.Insert)
     values = [value.sql("snowflake") for value in inserted.expression.expressions[0].expressions]
@@ -344,7 +351,8 @@ def test_a_failed_build_publishes_nothing_and_the_next_run_builds_incrementally(
         # views: staging 7, intermediate 1, marts 2; tables: marts 10, intermediate 3, the snapshot, the seed
         assert len(before) == 10 + 15
         cursor = connection.cursor()
-        cursor.execute("insert into raw.order_items values (%s, 'no-such-product', 50)", (order,))
+        cursor.execute("insert into raw.order_items (order_id, product_id, quantity) values (%s, 'no-such-product', 50)",
+                       (order,))
         cursor.execute("update raw.orders set status = 'shipped', tracking_id = 'T-1', shipping_service = 'ups' "
                        "where order_id = %s", (shipped,))
         stage(connection, DATABASE, SCHEMAS)
@@ -378,6 +386,7 @@ def test_a_failed_build_publishes_nothing_and_the_next_run_builds_incrementally(
         assert {table: len(frame) for table, frame in added.items()} == {
             table: appended.counts[table] for table in added}
         write_raw(connection, added, create=False)
+        started = datetime.now(UTC).replace(tzinfo=None)
         stage(connection, DATABASE, SCHEMAS)
 
     second, results = dbt(snowflake_server, shop, "build")
@@ -387,7 +396,7 @@ def test_a_failed_build_publishes_nothing_and_the_next_run_builds_incrementally(
     assert f"merge into {DATABASE.lower()}.marts__staged.fct_events as dbt_internal_dest" in executed
 
     with snowflake_server.in_process(), snowflake_server.connect(DATABASE, schema="RAW") as connection:
-        published = publish(connection, DATABASE, SCHEMAS, "run-3", "code-1")
+        published = publish(connection, DATABASE, SCHEMAS, "run-3", "code-1", run_started_at=started)
         events = new["events"]
         assert published.row_counts["marts.fct_events"] == len(events)
         assert funnel(connection) == expected_funnel(events)
@@ -432,9 +441,9 @@ def test_a_staged_snapshot_that_was_not_staged_first_stops_before_writing(snowfl
         # dbt made the schema it built into: there, but not a clone of the published one.
         with pytest.raises(wap.NothingStaged, match=rf"^{DATABASE}\.snapshots__staged lacks orders_snapshot of "
                            rf"{DATABASE}\.snapshots: not staged by wap_snowflake\.stage\(\), nothing was published$"):
-            publish(connection, DATABASE, SCHEMAS, "run-4", "code-1")
+            publish(connection, DATABASE, SCHEMAS, "run-4", "code-1", run_started_at=datetime.now(UTC).replace(tzinfo=None))
         connection.cursor().execute(f"drop schema {DATABASE}.snapshots__staged cascade")
         with pytest.raises(wap.NothingStaged, match=rf"^{DATABASE}\.snapshots__staged is missing: not staged"):
-            publish(connection, DATABASE, SCHEMAS, "run-4", "code-1")
+            publish(connection, DATABASE, SCHEMAS, "run-4", "code-1", run_started_at=datetime.now(UTC).replace(tzinfo=None))
         assert published_state(connection) == before
         assert [run for run, _, _ in published_log(connection)] == ["run-1", "run-3"]

@@ -9,11 +9,13 @@
    without one), so the check line says how many rows went. #}
 {% test not_empty_nor_shrunk(model, max_shrink_percent) %}
 {{ config(fail_calc='coalesce(sum(rows_missing), 0)') }}
-{%- set table_key = (model.schema ~ '.' ~ model.identifier) | lower -%}
-{%- set publish_log = adapter.get_relation(database=model.database, schema='ops', identifier='publish_log') if execute else none -%}
-{%- set load_log = adapter.get_relation(database=model.database, schema='ops', identifier='load_log') if execute else none -%}
+{#- Every row, not the new rows the source's other tests read (raw_new_rows.sql). -#}
+{%- set table = tested_relation() -%}
+{%- set table_key = (table.schema ~ '.' ~ table.identifier) | lower -%}
+{%- set publish_log = adapter.get_relation(database=table.database, schema='ops', identifier='publish_log') if execute else none -%}
+{%- set load_log = adapter.get_relation(database=table.database, schema='ops', identifier='load_log') if execute else none -%}
 with now_rows as (
-    select count(*) as rows_now from {{ model }}
+    select count(*) as rows_now from {{ table }}
 ),
 
 {% if publish_log is not none %}
