@@ -260,13 +260,14 @@ BARE_PUBLISH = "publish (wap.publish)"
 # the relations are every model and snapshot of the manifest, as dbt_relations gives them.
 WAP_STEP = """
 import json, sys, time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 import duckdb
 from greenery_orchestration import wap
 from greenery_orchestration.marts import STAGED
 from greenery_orchestration.settings import duckdb_memory_limit
 what, prod, manifest = sys.argv[1], sys.argv[2], json.loads(Path(sys.argv[3]).read_text())
+chain_started_at = datetime.fromisoformat(sys.argv[4])  # naive UTC, as the chain's run start
 relations = []
 for node in manifest["nodes"].values():
     if node["resource_type"] in ("model", "snapshot", "seed"):
@@ -280,8 +281,7 @@ with duckdb.connect(prod, config={"memory_limit": duckdb_memory_limit()}) as con
     if what == "stage":
         wap.stage_snapshots(connection, [r for kind, r in relations if kind == "snapshot"])
     else:
-        run_started_at = datetime.now(UTC).replace(tzinfo=None)
-        wap.publish(connection, [r for _, r in relations], "bench-bare", "bench", run_started_at=run_started_at)
+        wap.publish(connection, [r for _, r in relations], "bench-bare", "bench", run_started_at=chain_started_at)
 print(json.dumps({"seconds": time.perf_counter() - started, "relations": len(relations)}))
 """
 
@@ -305,11 +305,14 @@ def bare_chain(warehouse: Path, env: dict) -> dict:
     target, logs = warehouse / "dbt-target", warehouse / "dbt-logs"
     steps, results, inner = {}, {}, {}
     started = time.perf_counter()
+    # The bound of the next run's raw tests (ops.publish_log.run_started_at), as a run's start.
+    chain_started_at = datetime.now(UTC).replace(tzinfo=None).isoformat()
     peak_tree = peak_process = 0
     for name, args in BARE_DBT:
         log = warehouse / f"bare-{len(steps)}.log"
         if isinstance(args, str):  # wap, in Python
-            code = [PYTHON, "-c", WAP_STEP, args, str(warehouse / "prod.duckdb"), str(target / "manifest.json")]
+            code = [PYTHON, "-c", WAP_STEP, args, str(warehouse / "prod.duckdb"), str(target / "manifest.json"),
+                    chain_started_at]
             result = check(run(code, env=env, cwd=REPO, log=log), name, log)
             inner[name] = json.loads(log.read_text().strip().splitlines()[-1])["seconds"]
         else:
