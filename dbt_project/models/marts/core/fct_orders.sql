@@ -38,7 +38,8 @@ final as (
         orders.delivered_at is not null as is_delivered,
         orders.created_at,
         orders.estimated_delivery_at,
-        orders.delivered_at
+        orders.delivered_at,
+        {{ build_started_at() }} as dbt_updated_at
     from orders
     left join items_per_order on orders.order_id = items_per_order.order_id
     left join promos on orders.promo_id = promos.promo_id
