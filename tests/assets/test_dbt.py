@@ -194,11 +194,11 @@ def test_the_incremental_models_are_read_from_the_manifest():
     assert INCREMENTAL_MODELS == [
         "intermediate.int_funnel_steps__reached", "intermediate.int_session_products__aggregated",
         "intermediate.int_sessions__aggregated", "intermediate.int_users__aggregated",
-        "marts.fct_events", "marts.fct_sessions",
+        "marts.fct_events", "marts.fct_orders", "marts.fct_sessions",
     ]
 
 
-@pytest.mark.parametrize("older", ["intermediate.int_funnel_steps__reached"])
+@pytest.mark.parametrize("older", ["intermediate.int_funnel_steps__reached", "marts.fct_orders"])
 def test_any_incremental_model_built_without_a_build_stamp_is_rebuilt(built_events, older):
     """A model an older version built as a table: merging into it would keep whatever it holds."""
     schema = older.split(".")[0]
