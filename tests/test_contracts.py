@@ -21,7 +21,7 @@ import duckdb
 import pandas as pd
 
 from greenery_orchestration.cli import main
-from greenery_orchestration.rawdata.load_log import record_load
+from greenery_orchestration.rawdata.load_log import load_time, record_load
 from greenery_orchestration.settings import DBT_PROJECT_DIR
 from greenery_orchestration.wap import create_publish_log
 
@@ -246,13 +246,14 @@ def test_marts_that_lost_raw_rows_stop_the_run(course_run, course_data, warehous
     sessions = [str(uuid.uuid4()), str(uuid.uuid4())]
     rows = [(str(uuid.uuid4()), session, user, f"https://greenary.com/product/{product}", late, "page_view", None, product)
             for session, product in [(sessions[0], products[0]), (sessions[0], products[1]), (sessions[1], products[2])]]
+    loaded_at = load_time()
     with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
         connection.execute("begin")
         connection.executemany(
-            "insert into raw.events (event_id, session_id, user_id, page_url, created_at, event_type, order_id, product_id) "
-            "values (?, ?, ?, ?, ?, ?, ?, ?)", rows,
+            "insert into raw.events (event_id, session_id, user_id, page_url, created_at, event_type, order_id, product_id, "
+            "_loaded_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)", [(*row, loaded_at) for row in rows],
         )
-        record_load(connection, "append", "test: late events", {"events": len(rows)})
+        record_load(connection, "append", "test: late events", {"events": len(rows)}, loaded_at=loaded_at)
         connection.execute("commit")
     capsys.readouterr()
 
@@ -319,7 +320,7 @@ def test_the_volume_check_compares_with_the_last_publish_unless_a_replace_was_lo
     # table still fails.
     with duckdb.connect(str(database)) as connection:
         connection.execute("delete from raw.promos")
-        record_load(connection, "replace", "test: a deliberate replace", {})
+        record_load(connection, "replace", "test: a deliberate replace", {}, loaded_at=load_time())
     assert failed(_dbt_test(folder, tmp_path, select)) == {"source_not_empty_nor_shrunk_greenery_promos": 1}
 
 

@@ -39,7 +39,7 @@ from greenery_orchestration.marts import FUNNEL_MARTS
 from greenery_orchestration.rawdata.load_csv import load_csv_dir, replace_raw_tables, typed_select
 from greenery_orchestration.rawdata.load_log import load_time
 from greenery_orchestration.rawdata.sample import sample_tables
-from greenery_orchestration.rawdata.schema import raw_columns
+from greenery_orchestration.rawdata.schema import declared_columns, raw_columns
 from greenery_orchestration.settings import DBT_PROJECT_DIR, REPO_DIR
 from greenery_orchestration.warehouse import warehouse_resource
 from tests.slices import sliced_events, sliced_tables
@@ -163,7 +163,7 @@ def load_raw_tables(emulated: EmulatedSnowflake, tables: dict[str, pd.DataFrame]
     with emulated.connection() as connection:
         cursor = connection.cursor()
         cursor.execute("create schema if not exists raw")
-        for table, columns in raw_columns().items():
+        for table, columns in declared_columns().items():
             declared = ", ".join(f"{name} {data_type}" for name, data_type in columns.items())
             cursor.execute(f"create or replace table raw.{table} ({declared})")
             success, _, rows, _ = snowflake.connector.pandas_tools.write_pandas(

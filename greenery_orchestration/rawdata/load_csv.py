@@ -1,13 +1,14 @@
 """Load the seven Greenery CSVs into the warehouse's `raw` schema, all or nothing."""
 
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
 from greenery_orchestration.rawdata.csv_file import RawDataError, read_header, stage_text
-from greenery_orchestration.rawdata.load_log import record_load
-from greenery_orchestration.rawdata.schema import RAW_SCHEMA, pii_columns, raw_columns
+from greenery_orchestration.rawdata.load_log import load_time, marker_value, record_load
+from greenery_orchestration.rawdata.schema import RAW_SCHEMA, load_marker, pii_columns, raw_columns
 
 __all__ = [
     "RawDataError", "is_write_failure", "load_csv_dir", "load_csv_source", "replace_raw_tables", "rollback",
@@ -61,21 +62,23 @@ def replace_raw_tables(
     con: duckdb.DuckDBPyConnection, tables: Mapping[str, str], source: str = "replace_raw_tables"
 ) -> dict[str, int]:
     """Replace the raw tables in one transaction from relations named in `tables`, and log the
-    load (mode 'replace', `source`) in that transaction. Returns the row count per table.
+    load (mode 'replace', `source`) in that transaction; every row is stamped with the load's
+    time. Returns the row count per table.
 
     Each name is anything DuckDB can select from in `con` (a table, a view, a registered
     DataFrame or Arrow table) whose columns cast to the declared types.
     """
+    loaded_at = load_time()
     con.execute("begin transaction")
     try:
         con.execute(f"create schema if not exists {RAW_SCHEMA}")
         for table, relation in tables.items():
-            con.execute(f"create or replace table {RAW_SCHEMA}.{table} as {typed_select(table, relation)}")
+            con.execute(f"create or replace table {RAW_SCHEMA}.{table} as {typed_select(table, relation, loaded_at)}")
         counts = {
             table: con.execute(f"select count(*) from {RAW_SCHEMA}.{table}").fetchall()[0][0]
             for table in tables
         }
-        record_load(con, "replace", source, counts)
+        record_load(con, "replace", source, counts, loaded_at=loaded_at)
         con.execute("commit")
     except BaseException:
         rollback(con)
@@ -83,11 +86,13 @@ def replace_raw_tables(
     return counts
 
 
-def typed_select(table: str, relation: str) -> str:
-    """DuckDB SQL selecting the raw `table`'s declared columns, in order and cast to their
-    declared types, from `relation`."""
-    columns = ", ".join(f"cast({name} as {data_type}) as {name}" for name, data_type in raw_columns()[table].items())
-    return f"select {columns} from {relation}"
+def typed_select(table: str, relation: str, loaded_at: datetime | None = None) -> str:
+    """DuckDB SQL selecting the raw `table`'s columns, in order and cast to their declared types,
+    from `relation`; with `loaded_at` (a load's time), the load marker too, stamped with it."""
+    columns = [f"cast({name} as {data_type}) as {name}" for name, data_type in raw_columns()[table].items()]
+    if loaded_at is not None:
+        columns.append(f"{marker_value(loaded_at)} as {load_marker()}")
+    return f"select {', '.join(columns)} from {relation}"
 
 
 def rollback(con: duckdb.DuckDBPyConnection) -> None:

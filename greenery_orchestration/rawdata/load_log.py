@@ -3,7 +3,8 @@
 Every load (`greenery load-csv`, `greenery sample`, `greenery sample --append`) records what it
 wrote in the transaction that changes the raw tables, so the log and the raw data never
 disagree: a load that fails leaves no row. Readers use it to tell that raw data was replaced or
-added to since they last looked, and by what.
+added to since they last looked, and by what. The rows a load writes carry its `loaded_at` in
+their load marker column (schema.load_marker): one `load_time()` is both.
 """
 
 import json
@@ -30,15 +31,25 @@ COLUMNS = {
 }
 
 
+def load_time() -> datetime:
+    """A load's time (naive UTC): its log row's `loaded_at` and the load marker of the rows it writes."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def marker_value(loaded_at: datetime, data_type: str = "timestamp") -> str:
+    """The load marker of the rows of the load at `loaded_at`, as a SQL expression of `data_type`."""
+    return f"cast('{loaded_at:%Y-%m-%d %H:%M:%S.%f}' as {data_type})"
+
+
 def record_load(
-    connection: duckdb.DuckDBPyConnection, mode: str, source: str, row_counts: dict[str, int]
+    connection: duckdb.DuckDBPyConnection, mode: str, source: str, row_counts: dict[str, int], *, loaded_at: datetime
 ) -> str:
     """Add this load's row to the log and return its load_id.
 
     Call it inside the transaction that writes the raw tables: the row then commits, or rolls
-    back, with them.
+    back, with them. `loaded_at` is the load_time() the rows were stamped with.
     """
-    row = load_row(mode, source, row_counts)
+    row = load_row(mode, source, row_counts, loaded_at=loaded_at)
     connection.execute(f"create schema if not exists {_SCHEMA}")
     columns = ", ".join(f"{name} {definition}" for name, definition in COLUMNS.items())
     connection.execute(f"create table if not exists {LOAD_LOG} ({columns})")
@@ -46,13 +57,14 @@ def record_load(
     return row["load_id"]
 
 
-def load_row(mode: str, source: str, row_counts: dict[str, int]) -> dict:
-    """The log's row for a load, {column: value} in COLUMNS' order, on either warehouse."""
+def load_row(mode: str, source: str, row_counts: dict[str, int], *, loaded_at: datetime) -> dict:
+    """The log's row for a load at `loaded_at` (see load_time), {column: value} in COLUMNS' order,
+    on either warehouse."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     return {
         "load_id": str(uuid.uuid4()),
-        "loaded_at": datetime.now(UTC).replace(tzinfo=None),
+        "loaded_at": loaded_at,
         "mode": mode,
         "source": source,
         "row_counts": json.dumps(row_counts),

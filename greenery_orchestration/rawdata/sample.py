@@ -33,9 +33,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from greenery_orchestration.rawdata.load_csv import replace_raw_tables, rollback
-from greenery_orchestration.rawdata.load_log import record_load
-from greenery_orchestration.rawdata.schema import RAW_SCHEMA, raw_columns
+from greenery_orchestration.rawdata.load_csv import replace_raw_tables, rollback, typed_select
+from greenery_orchestration.rawdata.load_log import load_time, record_load
+from greenery_orchestration.rawdata.schema import RAW_SCHEMA, declared_columns, load_marker, raw_columns
 
 SITE = "https://greenary.com"
 
@@ -373,13 +373,22 @@ def _append_window(newest: datetime, hours: int, until: datetime) -> tuple[datet
 
 
 def _insert_rows(connection: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table], source: str) -> None:
-    """Add `tables`' rows to the raw tables and log the load, in one transaction."""
+    """Add `tables`' rows to the raw tables, stamped with the load's time, and log the load, in one
+    transaction. A raw table from before the load marker gains it (null on its rows)."""
+    loaded_at = load_time()
+    marker = load_marker()
     connection.execute("begin transaction")
     try:
         for table, rows in tables.items():
             connection.register(f"sample_{table}", rows)
-            connection.execute(f"insert into {RAW_SCHEMA}.{table} by name select * from sample_{table}")
-        record_load(connection, "append", source, {table: rows.num_rows for table, rows in tables.items()})
+            connection.execute(
+                f"alter table {RAW_SCHEMA}.{table} add column if not exists {marker} {declared_columns()[table][marker]}"
+            )
+            connection.execute(
+                f"insert into {RAW_SCHEMA}.{table} by name {typed_select(table, f'sample_{table}', loaded_at)}"
+            )
+        counts = {table: rows.num_rows for table, rows in tables.items()}
+        record_load(connection, "append", source, counts, loaded_at=loaded_at)
         connection.execute("commit")
     except BaseException:
         rollback(connection)

@@ -10,12 +10,33 @@ RAW_SCHEMA = "raw"
 
 
 @cache
-def raw_columns() -> dict[str, dict[str, str]]:
-    """{table: {column: DuckDB type}} in file order, for the seven Greenery raw tables."""
+def declared_columns() -> dict[str, dict[str, str]]:
+    """{table: {column: DuckDB type}} in file order, for the seven Greenery raw tables: every
+    column a raw table holds, the load marker included (what creates the tables reads this)."""
     return {
         table["name"]: {column["name"]: column["data_type"] for column in table["columns"]}
         for table in _source_tables()
     }
+
+
+@cache
+def raw_columns() -> dict[str, dict[str, str]]:
+    """declared_columns() without the load marker: the columns of a raw CSV, which the loader
+    validates a file against (the loader adds the marker)."""
+    return {
+        table: {name: data_type for name, data_type in columns.items() if name != load_marker()}
+        for table, columns in declared_columns().items()
+    }
+
+
+@cache
+def load_marker() -> str:
+    """The column that says which load wrote a row (declared `meta: {load_marker: true}`, on every
+    raw table): that load's `loaded_at` in the load log."""
+    (marker,) = {
+        column["name"] for table in _source_tables() for column in table["columns"] if _meta(column).get("load_marker")
+    }
+    return marker
 
 
 @cache
@@ -33,6 +54,9 @@ def _source_tables() -> list[dict]:
 
 
 def is_pii(column: dict) -> bool:
+    return bool(_meta(column).get("pii"))
+
+
+def _meta(column: dict) -> dict:
     # dbt takes `meta` under `config` (current) or beside it (older projects); honour both.
-    meta = {**column.get("meta", {}), **column.get("config", {}).get("meta", {})}
-    return bool(meta.get("pii"))
+    return {**column.get("meta", {}), **column.get("config", {}).get("meta", {})}

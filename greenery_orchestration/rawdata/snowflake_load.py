@@ -10,8 +10,8 @@ the write differs, in two steps:
 1. Upload: the rows go into session-private temporary tables with `write_pandas`, in batches,
    so neither a big file nor a big sample is held as one frame. The raw tables are untouched.
 2. Publish: one transaction deletes and re-inserts every raw table (`append`: inserts only) from
-   the temporary tables and adds the load log's row, then commits. Readers see the old rows or
-   the new, never a mix.
+   the temporary tables, stamping each row with the load's time (the load marker), and adds the
+   load log's row, then commits. Readers see the old rows or the new, never a mix.
 
 Not `alter table ... swap with ...` from permanent staging tables: each swap is a DDL statement
 that Snowflake commits on its own, so seven swaps and a log row cannot be one unit (a failure
@@ -26,8 +26,9 @@ The session's current schema is left at `<database>.raw` (temporary tables are m
 
 DDL cannot join the transaction (Snowflake commits before every DDL statement), so what must
 exist is created before it: the schemas, the load log, and the raw tables on a first load (with
-the declared types; dropped again if the load fails). A raw table whose declared columns have
-other types stops the load before anything is written: inserting would convert silently.
+the declared types; dropped again if the load fails), and the load marker on a raw table from
+before it. A raw table whose declared columns have other types stops the load before anything
+is written: inserting would convert silently.
 """
 
 import warnings
@@ -42,9 +43,9 @@ import pyarrow as pa
 from greenery_orchestration.rawdata.csv_file import RawDataError
 from greenery_orchestration.rawdata.load_csv import load_csv_source, stage_csv_dir, typed_select
 from greenery_orchestration.rawdata.load_log import COLUMNS as LOAD_LOG_COLUMNS
-from greenery_orchestration.rawdata.load_log import LOAD_LOG, load_row
+from greenery_orchestration.rawdata.load_log import LOAD_LOG, load_row, load_time, marker_value
 from greenery_orchestration.rawdata.sample import CATALOGUE, Appended, plan_append, raw_catalogue, sample_source, sample_tables
-from greenery_orchestration.rawdata.schema import RAW_SCHEMA, raw_columns
+from greenery_orchestration.rawdata.schema import RAW_SCHEMA, declared_columns, load_marker, raw_columns
 
 if TYPE_CHECKING:  # the connector loads when a Snowflake load runs, not with this module
     from snowflake.connector import SnowflakeConnection
@@ -136,17 +137,22 @@ def snowflake_append_sample(
     return appended
 
 
-def snowflake_load_sql(database: str, tables: list[str], mode: str) -> list[str]:
+def snowflake_load_sql(database: str, tables: list[str], mode: str, loaded_at: datetime) -> list[str]:
     """The statements of a load's transaction (between `begin` and `commit`), as run: every
-    table's rows from its `<table>__loading` temporary table, then the load log's row, whose
-    five values are bound as `%s` (the connector's default paramstyle, pyformat)."""
+    table's rows from its `<table>__loading` temporary table, stamped `loaded_at` (the load's
+    time), then the load log's row, whose five values are bound as `%s` (the connector's default
+    paramstyle, pyformat)."""
     statements = []
+    marker = load_marker()
     for table in tables:
         published = f"{database}.{RAW_SCHEMA}.{table}"
         columns = ", ".join(raw_columns()[table])
+        stamp = marker_value(loaded_at, snowflake_type(declared_columns()[table][marker]))
         if mode == "replace":
             statements.append(f"delete from {published}")
-        statements.append(f"insert into {published} ({columns}) select {columns} from {table}{LOADING_SUFFIX}")
+        statements.append(
+            f"insert into {published} ({columns}, {marker}) select {columns}, {stamp} from {table}{LOADING_SUFFIX}"
+        )
     placeholders = ", ".join(["%s"] * len(LOAD_LOG_COLUMNS))
     statements.append(f"insert into {database}.{LOAD_LOG} ({', '.join(LOAD_LOG_COLUMNS)}) values ({placeholders})")
     return statements
@@ -182,8 +188,9 @@ def _load(
             cursor.execute(f"create or replace temporary table {table}{LOADING_SUFFIX} ({declared})")
             loading.append(f"{table}{LOADING_SUFFIX}")
             counts[table] = _upload(connection, duck, table, relation)
-        row = load_row(mode, source, counts)
-        *moves, log = snowflake_load_sql(database, tables, mode)
+        loaded_at = load_time()
+        row = load_row(mode, source, counts, loaded_at=loaded_at)
+        *moves, log = snowflake_load_sql(database, tables, mode, loaded_at)
         # A caller's session without autocommit holds the uploads in an open transaction; it ends
         # here, so that `begin` starts the load's own.
         cursor.execute("commit")
@@ -223,11 +230,16 @@ def _prepare(cursor, database: str, tables: list[str], created: list[str]) -> No
             _check_columns(database, table, present[(RAW_SCHEMA, table)])
     for schema in sorted(schemas):
         cursor.execute(f"create schema if not exists {database}.{schema.lower()}")
+    marker = load_marker()
     for table in tables:
+        relation = f"{database}.{RAW_SCHEMA}.{table}"
         if (RAW_SCHEMA, table) not in present:
-            declared = ", ".join(f"{name} {snowflake_type(kind)}" for name, kind in raw_columns()[table].items())
-            cursor.execute(f"create table {database}.{RAW_SCHEMA}.{table} ({declared})")
-            created.append(f"{database}.{RAW_SCHEMA}.{table}")
+            declared = ", ".join(f"{name} {snowflake_type(kind)}" for name, kind in declared_columns()[table].items())
+            cursor.execute(f"create table {relation} ({declared})")
+            created.append(relation)
+        elif marker not in present[(RAW_SCHEMA, table)]:
+            # A raw table loaded before the marker: its rows keep a null one.
+            cursor.execute(f"alter table {relation} add column {marker} {snowflake_type(declared_columns()[table][marker])}")
     if tuple(LOAD_LOG.split(".")) not in present:
         log_columns = ", ".join(f"{name} {definition.replace('timestamp', 'timestamp_ntz')}"
                                 for name, definition in LOAD_LOG_COLUMNS.items())
@@ -238,10 +250,12 @@ def _prepare(cursor, database: str, tables: list[str], created: list[str]) -> No
 def _check_columns(database: str, table: str, present: dict[str, tuple]) -> None:
     where = f"{database}.{RAW_SCHEMA}.{table}".upper()
     fix = "alter or drop it (and load again) so that it matches the dbt sources"
-    for name, kind in raw_columns()[table].items():
+    for name, kind in declared_columns()[table].items():
         expected = snowflake_type(kind)
         reported, scale = _REPORTED[expected]
         if name not in present:
+            if name == load_marker():
+                continue  # the load adds it (_prepare)
             raise RawDataError(f"{where} on Snowflake has no column {name} ({expected}); {fix}")
         data_type, actual_scale = present[name]
         if data_type != reported or (scale is not None and actual_scale != scale):

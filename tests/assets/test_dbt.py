@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from greenery_orchestration.assets.dbt import INCREMENTAL_MODELS, raw_data_replaced, relisted_test_accounts
-from greenery_orchestration.rawdata.load_log import record_load
+from greenery_orchestration.rawdata.load_log import load_time, record_load
 from greenery_orchestration.settings import DBT_PROJECT_DIR
 
 
@@ -165,12 +165,13 @@ def _replaced(connection) -> str | None:
 def test_raw_data_as_built_is_not_replaced_and_appends_are_not_either(built_events):
     assert _replaced(built_events) is None
     built_events.execute("insert into raw.events values ('new', timestamp '2026-03-01 11:00')")
-    record_load(built_events, "append", "sample --append", {"events": 1})
+    record_load(built_events, "append", "sample --append", {"events": 1}, loaded_at=load_time())
     assert _replaced(built_events) is None
 
 
 def test_a_replacement_logged_after_the_build_is_seen(built_events):
-    record_load(built_events, "replace", "load-csv", {"events": 100})  # logged now, long after 10:00
+    # Logged now, long after 10:00.
+    record_load(built_events, "replace", "load-csv", {"events": 100}, loaded_at=load_time())
     assert _replaced(built_events).startswith("The raw tables were replaced at ")
 
 

@@ -227,7 +227,8 @@ def test_a_run_that_fails_its_tests_publishes_nothing(warehouse, course_data, ca
     shipped = sorted(orders[orders.status == "preparing"].order_id)[0]
     before = _published(warehouse / "prod.duckdb")
     with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
-        connection.execute("insert into raw.order_items values (?, 'no-such-product', 50)", [order])
+        connection.execute("insert into raw.order_items (order_id, product_id, quantity) values (?, 'no-such-product', 50)",
+                           [order])
         connection.execute("update raw.orders set status = 'shipped', tracking_id = 'T-1', shipping_service = 'ups' "
                            "where order_id = ?", [shipped])
     capsys.readouterr()

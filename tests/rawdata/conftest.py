@@ -33,11 +33,13 @@ class Workspace:
         )
 
     def fingerprint(self) -> dict:
-        """Every raw table's row count and content hash, and the load log's rows."""
+        """Every raw table's row count and content hash (of its CSV columns: a load of the same data
+        is the same data), and the load log's rows."""
         with duckdb.connect(str(self.database), read_only=True) as connection:
             tables = {
-                table: connection.execute(f"select count(*), sum(hash(r))::varchar from raw.{table} r").fetchone()
-                for table in raw_columns()
+                table: connection.execute(
+                    f"select count(*), sum(hash({', '.join(columns)}))::varchar from raw.{table}").fetchone()
+                for table, columns in raw_columns().items()
             }
             tables[LOAD_LOG] = connection.execute(f"select * from {LOAD_LOG} order by loaded_at").fetchall()
         return tables

@@ -6,7 +6,8 @@ import pytest
 
 from greenery_orchestration.rawdata import csv_file
 from greenery_orchestration.rawdata.load_csv import RawDataError, load_csv_dir
-from greenery_orchestration.rawdata.schema import raw_columns
+from greenery_orchestration.rawdata.load_log import LOAD_LOG
+from greenery_orchestration.rawdata.schema import declared_columns, load_marker, raw_columns
 
 TABLES = ["addresses", "events", "order_items", "orders", "products", "promos", "users"]
 
@@ -35,8 +36,14 @@ def test_loads_the_seven_tables_with_declared_types(tmp_path, csv_dir, course_da
         first_event_at = connection.execute(
             "select created_at from raw.events where event_id = ?", [first.event_id]
         ).fetchall()[0][0]
-    assert [name for name, _ in described] == list(raw_columns()["orders"])
+        stamps = connection.execute(f"select distinct {load_marker()} from raw.orders").fetchall()
+        logged = connection.execute(f"select loaded_at from {LOAD_LOG}").fetchall()
+    # The CSV's columns, then the load marker the loader adds: the load's time, on every row.
+    assert [name for name, _ in described] == [*raw_columns()["orders"], load_marker()]
+    assert list(declared_columns()["orders"]) == [name for name, _ in described]
+    assert stamps == logged and len(logged) == 1
     assert dict(described)["created_at"] == "TIMESTAMP"
+    assert dict(described)[load_marker()] == "TIMESTAMP"
     assert dict(described)["order_total"] == "DOUBLE"
     # Written 2021-02-11T23:30:33Z in the file: UTC, kept as a naive timestamp.
     assert first_event_at.isoformat() + "Z" == first.created_at
@@ -82,6 +89,8 @@ def test_a_bad_value_names_file_column_line_value_and_count_and_loads_nothing(tm
     [
         (lambda f: f.drop(columns=["zipcode"]), "missing column(s) zipcode"),
         (lambda f: f.assign(county="x"), "unexpected column(s) county"),
+        # The loader stamps each row with its load; a file cannot say when it was loaded.
+        (lambda f: f.assign(_loaded_at="2026-03-01T00:00:00Z"), "unexpected column(s) _loaded_at"),
     ],
 )
 def test_a_wrong_header_is_named(tmp_path, csv_dir, change, expected):

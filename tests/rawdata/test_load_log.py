@@ -7,8 +7,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from greenery_orchestration.rawdata.load_log import LOAD_LOG, newest_replacement_since, record_load
-from greenery_orchestration.rawdata.schema import raw_columns
+from greenery_orchestration.rawdata.load_log import LOAD_LOG, load_time, newest_replacement_since, record_load
+from greenery_orchestration.rawdata.sample import append_to_raw, write_sample
+from greenery_orchestration.rawdata.schema import load_marker, raw_columns
 
 
 def _log(database) -> list[dict]:
@@ -65,9 +66,9 @@ def test_the_newest_replacement_since_a_time_skips_appends_and_older_loads(tmp_p
 
         before = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)
         assert newest_replacement_since(query, before) is None  # no log yet
-        record_load(connection, "replace", "load-csv first", {"events": 3})
+        record_load(connection, "replace", "load-csv first", {"events": 3}, loaded_at=load_time())
         replaced = newest_replacement_since(query, before)
-        record_load(connection, "append", "sample --append", {"events": 2, "orders": 1})
+        record_load(connection, "append", "sample --append", {"events": 2, "orders": 1}, loaded_at=load_time())
 
         assert before < replaced < datetime.now(UTC).replace(tzinfo=None)
         assert newest_replacement_since(query, before) == replaced  # the append is not a replacement
@@ -76,9 +77,9 @@ def test_the_newest_replacement_since_a_time_skips_appends_and_older_loads(tmp_p
 
 def test_a_load_rolled_back_leaves_no_row(tmp_path):
     with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
-        record_load(connection, "replace", "first", {})
+        record_load(connection, "replace", "first", {}, loaded_at=load_time())
         connection.execute("begin transaction")
-        record_load(connection, "append", "second", {"events": 1})
+        record_load(connection, "append", "second", {"events": 1}, loaded_at=load_time())
         connection.execute("rollback")
 
         assert connection.execute(f"select source from {LOAD_LOG}").fetchall() == [("first",)]
@@ -86,4 +87,59 @@ def test_a_load_rolled_back_leaves_no_row(tmp_path):
 
 def test_an_unknown_mode_is_refused(tmp_path):
     with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection, pytest.raises(ValueError, match="mode"):
-        record_load(connection, "upsert", "x", {})
+        record_load(connection, "upsert", "x", {}, loaded_at=load_time())
+
+
+# --- the load marker: which load wrote each raw row ------------------------------------------
+
+
+def _stamps(database, tables=tuple(raw_columns())) -> dict[str, dict]:
+    """{table: {load marker value: rows}}."""
+    with duckdb.connect(str(database), read_only=True) as connection:
+        return {
+            table: dict(connection.execute(f"select {load_marker()}, count(*) from raw.{table} group by 1").fetchall())
+            for table in tables
+        }
+
+
+def test_every_load_stamps_the_rows_it_writes_with_its_log_rows_time(workspace, course_data):
+    assert workspace.greenery("load-csv", str(course_data)).returncode == 0
+    after_load = _stamps(workspace.database)
+    appended = workspace.greenery("sample", "--append", "--hours", "2", "--seed", "3")
+    assert appended.returncode == 0, appended.stderr
+    after_append = _stamps(workspace.database)
+    sampled = workspace.greenery("sample", "--seed", "8", "--hours", "6", "--end", "2026-03-01T12:00:00Z")
+    assert sampled.returncode == 0, sampled.stderr
+    after_sample = _stamps(workspace.database)
+
+    load, append, sample = _log(workspace.database)
+    course_rows = {t: len(pd.read_csv(course_data / f"{t}.csv")) for t in raw_columns()}
+    # load-csv: a replace stamps every row with its time.
+    assert after_load == {table: {load["loaded_at"]: rows} for table, rows in course_rows.items()}
+    # An append stamps the rows it adds; the rows before keep the stamp of the load that wrote them.
+    added = json.loads(append["row_counts"])
+    assert added["events"] > 0 and set(added) == set(raw_columns()) - {"products", "promos"}
+    assert after_append == {
+        table: {load["loaded_at"]: rows, **({append["loaded_at"]: added[table]} if table in added else {})}
+        for table, rows in course_rows.items()
+    }
+    # `greenery sample` replaces: every row is its own, none is older.
+    assert after_sample == {table: {sample["loaded_at"]: rows} for table, rows in json.loads(sample["row_counts"]).items()}
+    assert load["loaded_at"] < append["loaded_at"] < sample["loaded_at"]
+
+
+def test_an_append_to_raw_tables_from_before_the_marker_adds_it_null_on_their_rows(tmp_path):
+    warehouse = tmp_path / "prod.duckdb"
+    write_sample(warehouse, seed=2, hours=6, sessions_per_day=200, end=datetime(2026, 3, 1, tzinfo=UTC))
+    with duckdb.connect(str(warehouse)) as connection:
+        for table in raw_columns():
+            connection.execute(f"alter table raw.{table} drop column {load_marker()}")
+        before = {t: connection.execute(f"select count(*) from raw.{t}").fetchone()[0] for t in raw_columns()}
+
+    appended = append_to_raw(warehouse, seed=2, hours=3, sessions_per_day=200, until=datetime(2026, 3, 2, tzinfo=UTC))
+
+    (_, append) = _log(warehouse)
+    assert _stamps(warehouse, appended.counts) == {
+        table: {None: before[table], append["loaded_at"]: rows} for table, rows in appended.counts.items()
+    }
+    assert set(appended.counts) == set(raw_columns()) - {"products", "promos"}  # which it does not write

@@ -502,8 +502,8 @@ def odd_shop(tmp_path):
     with duckdb.connect(str(warehouse)) as connection:
         connection.execute("delete from raw.products")
         connection.execute(
-            "insert into raw.products values ('p-1', 'Fern', 12.5, 3), ('product-two', 'Moss', 4.0, 1), "
-            "('3', 'Ivy', 7.25, 9), ('x', 'Cactus', null, 2)"
+            "insert into raw.products (product_id, name, price, inventory) values ('p-1', 'Fern', 12.5, 3), "
+            "('product-two', 'Moss', 4.0, 1), ('3', 'Ivy', 7.25, 9), ('x', 'Cactus', null, 2)"
         )
         connection.execute("delete from raw.promos")
     return warehouse

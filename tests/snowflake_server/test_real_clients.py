@@ -15,7 +15,7 @@ import snowflake.connector
 from dagster_snowflake import SnowflakeResource
 from snowflake.connector.pandas_tools import write_pandas
 
-from greenery_orchestration.rawdata.schema import raw_columns
+from greenery_orchestration.rawdata.schema import declared_columns, raw_columns
 from greenery_orchestration.warehouse import warehouse_resource
 from tests.test_snowflake import sample_raw_tables
 
@@ -30,7 +30,7 @@ def raw_tables(snowflake_server) -> dict[str, pd.DataFrame]:
     with snowflake_server.in_process(), snowflake_server.connect() as connection:
         cursor = connection.cursor()
         cursor.execute("create schema if not exists raw")
-        for table, columns in raw_columns().items():
+        for table, columns in declared_columns().items():
             declared = ", ".join(f"{name} {data_type}" for name, data_type in columns.items())
             cursor.execute(f"create or replace table raw.{table} ({declared})")
             # Unquoted: the frame's lower-case names resolve to the table's columns, as on Snowflake.

@@ -22,12 +22,13 @@ from sqlglot import exp
 from greenery_orchestration.rawdata.csv_file import RawDataError
 from greenery_orchestration.rawdata.load_log import LOAD_LOG
 from greenery_orchestration.rawdata.sample import CATALOGUE, append_to_raw, write_sample
-from greenery_orchestration.rawdata.schema import raw_columns
+from greenery_orchestration.rawdata.schema import declared_columns, load_marker, raw_columns
 from greenery_orchestration.rawdata.snowflake_load import (
     snowflake_append_sample,
     snowflake_load_csv_dir,
     snowflake_load_failure,
     snowflake_load_sql,
+    snowflake_type,
     snowflake_write_sample,
 )
 
@@ -118,6 +119,16 @@ def duckdb_contents(path: Path) -> dict:
         }
 
 
+def stamps(connection, database: str) -> dict[str, dict]:
+    """{raw table: {load marker value: rows}} (every row the loader wrote has one: none is null)."""
+    cursor = connection.cursor()
+    return {
+        table: dict(cursor.execute(
+            f"select {load_marker()}, count(*) from {database}.raw.{table} group by 1").fetchall())
+        for table in TABLES
+    }
+
+
 def load_log(connection, database: str) -> list[tuple]:
     return connection.cursor().execute(
         f"select mode, source, row_counts from {database}.{LOAD_LOG} order by loaded_at").fetchall()
@@ -177,9 +188,11 @@ def test_the_course_data_loads_as_the_csvs_hold_it_with_the_declared_types(conne
     ).fetchall()
     assert {(t.lower(), c.lower()): (d, s) for t, c, d, s in described} == {
         (table, column): SNOWFLAKE_TYPES[declared]
-        for table, columns in raw_columns().items() for column, declared in columns.items()
+        for table, columns in declared_columns().items() for column, declared in columns.items()
     }
     assert load_log(connection, database) == [("replace", f"load-csv {course_data.name}", json.dumps(counts))]
+    ((loaded_at,),) = connection.cursor().execute(f"select loaded_at from {database}.{LOAD_LOG}").fetchall()
+    assert stamps(connection, database) == {table: {loaded_at: rows} for table, rows in counts.items()}
 
 
 def test_a_bad_csv_loads_nothing_and_says_so_in_one_line_without_the_value(connection, database, tmp_path):
@@ -265,15 +278,20 @@ def sampled(snowflake_server, tmp_path_factory) -> dict:
         connection.cursor().execute(f"create or replace database {database}")
         written = snowflake_write_sample(connection, database=database, **spec)
         after_sample = snowflake_contents(connection, database)
+        stamped_by_sample = stamps(connection, database)
         appended = snowflake_append_sample(connection, database=database, **append)
         after_append = snowflake_contents(connection, database)
+        stamped_by_append = stamps(connection, database)
         log = load_log(connection, database)
+        loaded_at = [at for (at,) in connection.cursor().execute(
+            f"select loaded_at from {database}.{LOAD_LOG} order by loaded_at").fetchall()]
     reference = tmp_path_factory.mktemp("duckdb") / "prod.duckdb"
     write_sample(reference, **spec)
     reference_appended = append_to_raw(reference, **append)
     return {
         "database": database, "written": written, "appended": appended, "after_sample": after_sample,
         "after_append": after_append, "log": log, "reference": duckdb_contents(reference),
+        "stamped_by_sample": stamped_by_sample, "stamped_by_append": stamped_by_append, "loaded_at": loaded_at,
         "reference_appended": reference_appended,
     }
 
@@ -295,6 +313,31 @@ def test_sample_then_append_grow_by_what_was_generated(sampled):
         ("replace", written), ("append", appended.counts),
     ]
     assert sampled["log"][1][1].startswith(f"sample --append seed={SAMPLE['seed']} ")
+
+
+def test_each_load_stamps_the_rows_it_writes_with_its_log_rows_time(sampled):
+    sample_at, append_at = sampled["loaded_at"]
+    written, added = sampled["written"], sampled["appended"].counts
+    assert sample_at < append_at
+    assert sampled["stamped_by_sample"] == {table: {sample_at: rows} for table, rows in written.items()}
+    # The append stamps only the rows it adds.
+    assert sampled["stamped_by_append"] == {
+        table: {sample_at: rows, **({append_at: added[table]} if table in added else {})}
+        for table, rows in written.items()
+    }
+
+
+def test_a_raw_table_from_before_the_marker_gains_it_instead_of_stopping_the_load(connection, database):
+    cursor = connection.cursor()
+    cursor.execute(f"create schema {database}.raw")
+    columns = ", ".join(f"{name} {snowflake_type(kind)}" for name, kind in raw_columns()["promos"].items())
+    cursor.execute(f"create table {database}.raw.promos ({columns})")
+    cursor.execute(f"insert into {database}.raw.promos (promo_id, discount, status) values ('old', 5, 'active')")
+
+    written = snowflake_write_sample(connection, database=database, end=datetime(2026, 3, 1, tzinfo=UTC), **SAMPLE)
+
+    ((loaded_at,),) = cursor.execute(f"select loaded_at from {database}.{LOAD_LOG}").fetchall()
+    assert stamps(connection, database) == {table: {loaded_at: rows} for table, rows in written.items()}
 
 
 def test_the_dbt_sources_and_staging_models_build_on_the_loaded_tables(snowflake_server, sampled, tmp_path):
@@ -330,7 +373,7 @@ def test_the_dbt_sources_and_staging_models_build_on_the_loaded_tables(snowflake
 @pytest.mark.parametrize("mode", ["replace", "append"])
 def test_the_transaction_holds_dml_only(mode):
     # Snowflake commits before any DDL statement: one inside would end the transaction early.
-    statements = snowflake_load_sql("GREENERY", TABLES, mode)
+    statements = snowflake_load_sql("GREENERY", TABLES, mode, datetime(2026, 3, 1))
     parsed = [sqlglot.parse_one(s.replace("%s", "?"), read="snowflake") for s in statements]
     assert all(isinstance(p, exp.Delete | exp.Insert) for p in parsed)
     targets = [p.this.sql("snowflake") if isinstance(p, exp.Delete) else p.this.this.sql("snowflake") for p in parsed]

@@ -24,7 +24,7 @@ from greenery_orchestration import wap
 from greenery_orchestration.project import STAGED_VARS
 from greenery_orchestration.rawdata.load_csv import load_csv_dir
 from greenery_orchestration.rawdata.sample import append_to_raw, write_sample
-from greenery_orchestration.rawdata.schema import raw_columns
+from greenery_orchestration.rawdata.schema import declared_columns, raw_columns
 from greenery_orchestration.wap_snowflake import (
     PUBLISH_LOG_COLUMNS,
     Published,
@@ -86,7 +86,7 @@ def write_raw(connection, frames: dict[str, pd.DataFrame], create: bool) -> None
         cursor.execute("create schema if not exists raw")
     for table, frame in frames.items():
         if create:
-            declared = ", ".join(f"{name} {data_type}" for name, data_type in raw_columns()[table].items())
+            declared = ", ".join(f"{name} {data_type}" for name, data_type in declared_columns()[table].items())
             cursor.execute(f"create or replace table raw.{table} ({declared})")
         if len(frame):
             # Unquoted: the frame's lower-case names resolve to the table's columns, as on Snowflake.
@@ -344,7 +344,8 @@ def test_a_failed_build_publishes_nothing_and_the_next_run_builds_incrementally(
         # views: staging 7, intermediate 1, marts 2; tables: marts 10, intermediate 3, the snapshot, the seed
         assert len(before) == 10 + 15
         cursor = connection.cursor()
-        cursor.execute("insert into raw.order_items values (%s, 'no-such-product', 50)", (order,))
+        cursor.execute("insert into raw.order_items (order_id, product_id, quantity) values (%s, 'no-such-product', 50)",
+                       (order,))
         cursor.execute("update raw.orders set status = 'shipped', tracking_id = 'T-1', shipping_service = 'ups' "
                        "where order_id = %s", (shipped,))
         stage(connection, DATABASE, SCHEMAS)
