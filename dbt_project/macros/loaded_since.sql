@@ -4,7 +4,8 @@
    true}`) is its load's time: a later delivery of a row the model read before, an order updated
    in place, a row named before it arrived. The lookback covers a load stamped before a build
    began that committed after the build read the raw tables (Snowflake commits beside a running
-   build); rows loaded before the marker existed are null and long built. #}
+   build); rows loaded before the marker existed are null and long built. A raw table from before
+   the marker (no load since the upgrade gave it the column) gives every key. #}
 {% macro keys_loaded_since_last_build(source_name, table_name, key) -%}
     {#- source() first: dbt records the dependency when it parses, where nothing is incremental. #}
     {%- set relation = source(source_name, table_name) -%}
@@ -12,10 +13,13 @@
     {%- if since is none -%}
         {{ return(none) }}
     {%- endif -%}
+    {%- set marker = load_marker(source_name, table_name) -%}
+    {%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
     {%- set keys -%}
         select distinct {{ key }} from {{ relation }}
-        where {{ load_marker(source_name, table_name) }}
-            > {{ dbt.dateadd('hour', -var('lookback_hours'), timestamp_literal(since)) }}
+        {%- if marker | lower in columns %}
+        where {{ marker }} > {{ dbt.dateadd('hour', -var('lookback_hours'), timestamp_literal(since)) }}
+        {%- endif %}
     {%- endset -%}
     {{ return(keys) }}
 {%- endmacro %}

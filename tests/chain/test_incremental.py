@@ -211,3 +211,22 @@ def test_replaced_raw_data_rebuilds_the_incremental_models_by_itself(warehouse, 
     assert "fewer than the 3,553 already built: rebuilding the incremental models from scratch" in shown
     with duckdb.connect(str(warehouse / "prod.duckdb"), read_only=True) as connection:
         assert connection.execute("select count(*) from marts.fct_sessions where session_id = ?", [session]).fetchone() == (0,)
+
+
+def test_raw_orders_from_before_the_load_marker_rebuild_every_order(tmp_path):
+    """No load since the upgrade gave raw.orders its load marker: nothing says which orders
+    changed, so fct_orders rebuilds them all, and an order updated in place is seen."""
+    tables = sample_tables(seed=7, days=1, sessions_per_day=100, end=datetime.now(UTC))
+    _load(tmp_path, tables, tables["events"], append=False)
+    _dbt_build(tmp_path, tmp_path)
+    with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
+        connection.execute("alter table raw.orders drop column _loaded_at")
+        connection.execute("update raw.orders set status = 'delivered', delivered_at = created_at + interval 3 day "
+                           "where status = 'shipped'")
+        (delivered,) = connection.execute("select count(*) from raw.orders where status = 'delivered'").fetchone()
+
+    _dbt_build(tmp_path, tmp_path)
+
+    orders = _rows(tmp_path, "marts.fct_orders")
+    assert (orders.order_status == "delivered").sum() == delivered > 0
+    assert orders.is_delivered.sum() == delivered
