@@ -21,6 +21,10 @@ FUNNEL_MARTS = {
     "breakdown": dg.AssetKey(["marts", "fct_funnel_breakdown"]),
 }
 
+# The column every incremental model stamps its rows with: when the build that wrote them started
+# (dbt_project/macros/newest_build.sql).
+BUILD_STAMP = "dbt_updated_at"
+
 # What a production build calls a relation until it is published: the suffix
 # dbt_project/macros/generate_alias_name.sql gives its name on DuckDB (wap.py), and
 # generate_schema_name.sql its schema on Snowflake (wap_snowflake.py).

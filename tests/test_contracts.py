@@ -269,8 +269,8 @@ def test_marts_that_lost_raw_rows_stop_the_run(course_run, course_data, warehous
     expected = {  # whole lines: a reconciliation counts, it has no failing row to name
         # Every row of fct_events, not only its newest build's: the three late events are missing.
         _check_line("fct_events_reconciles_with_raw_events", "marts/fct_events", len(rows)),
-        # The funnels are counted from all raw events each run (int_funnel_steps__reached is a
-        # table), so fct_funnel has the late sessions and reconciles.
+        # The funnel paths are incremental too: the two late sessions' page views are missing.
+        _check_line("fct_funnel_page_view_sessions_reconcile_with_raw_events", "marts/fct_funnel", len(sessions)),
     }
     shown = capsys.readouterr().out
     assert _error_lines(shown) == expected

@@ -1,22 +1,25 @@
 {# When each path through a funnel reached each of its steps: one row per funnel, path and step
-   reached, from `events` (event_id, session_id, user_id, event_type, created_at).
+   reached, from the relation `events` (event_id, session_id, user_id, event_type, created_at).
 
    A path is what one window covers: a session (window `session`), or a unit (user or session)
    from its first step on for `window` minutes. The path starts at its first event of the first
    step (`ordered`) or of any step (`any`). It reaches step k when it reached step k-1 and has an
    event of step k in the window: at or after the step before it (`ordered`), or anywhere in the
    window (`any`). So steps nest, and a step never counts more paths than the one before it.
-   `unit_id` is what the funnel counts: the session or the user of the path. #}
-{% macro funnel_steps_reached(events) -%}
+   `unit_id` is what the funnel counts: the session or the user of the path.
+
+   With `since` (an incremental build of the model that holds the paths, `this`), only the paths
+   that events after `since` can change are rebuilt: see _events_of_open_paths. #}
+{% macro funnel_steps_reached(events, since=none) -%}
     {%- for name, funnel in var('funnels').items() %}
     {%- if not loop.first %}
     union all
     {% endif -%}
-    select * from ({{ _funnel_paths(name, funnel, events) }}) as {{ name }}
+    select * from ({{ _funnel_paths(name, funnel, events, since) }}) as {{ name }}
     {%- endfor %}
 {%- endmacro %}
 
-{% macro _funnel_paths(name, funnel, events) -%}
+{% macro _funnel_paths(name, funnel, events, since) -%}
     {%- set steps = funnel['steps'] -%}
     {%- set ordered = _funnel_setting(name, funnel, 'order', ['ordered', 'any']) == 'ordered' -%}
     {%- set unit = _funnel_setting(name, funnel, 'unit', ['session', 'user']) ~ '_id' -%}
@@ -25,7 +28,14 @@
         {{ exceptions.raise_compiler_error("funnel " ~ name ~ ": window must be `session` or a number of minutes, not " ~ window) }}
     {%- endif -%}
     {%- set path = 'session_id' if window == 'session' else unit -%}
-    with path_starts as (
+    with
+    {%- if since is not none %}
+    open_path_events as (
+        {{ _events_of_open_paths(name, funnel, events, path, since) }}
+    ),
+    {%- set events = 'open_path_events' %}
+    {%- endif %}
+    path_starts as (
         select
             {{ path }} as path_id,
             min({{ unit }}) as unit_id,
@@ -85,6 +95,37 @@
     )
 
     select * from reached
+{%- endmacro %}
+
+{# The events that can change a path of funnel `name` since `since`, as a subquery: every event
+   from the path's start on, of each path with a step event after `since`. A path never built has
+   no step event before `since` that counts (its start is a step event, and late events are
+   newer than `since`, see lookback_start). A window-funnel path whose window closed before
+   `since` keeps its rows: no new event falls in it. The earliest start is looked up first and
+   written as a literal, so the scan skips every older block. #}
+{% macro _events_of_open_paths(name, funnel, events, path, since) -%}
+    {%- set window = funnel.get('window', 'session') -%}
+    {%- set history = history_relation(this) -%}
+    {%- set new_paths -%}
+        select distinct {{ path }} as path_id from {{ events }}
+        where created_at > {{ timestamp_literal(since) }}
+            and event_type in ({{ _quoted_list(funnel['steps']) }})
+        {%- if window != 'session' %}
+        except
+        select path_id from {{ history }}
+        where funnel_name = '{{ name }}' and step_number = 1
+            and {{ dbt.dateadd('minute', window, 'started_at') }} < {{ timestamp_literal(since) }}
+        {%- endif %}
+    {%- endset -%}
+    {%- set started = _first_value(
+        "select min(started_at) from " ~ history ~ " where funnel_name = '" ~ name
+        ~ "' and step_number = 1 and path_id in (" ~ new_paths ~ ")"
+    ) -%}
+    {%- set earliest = [since, started] | reject('none') | min -%}
+    select funnel_events.*
+    from {{ events }} as funnel_events
+    inner join ({{ new_paths }}) as open_paths on funnel_events.{{ path }} = open_paths.path_id
+    where funnel_events.created_at >= {{ timestamp_literal(earliest) }}
 {%- endmacro %}
 
 {# The steps of every funnel, or of the funnel `name`, reached or not: one row per funnel and step. #}

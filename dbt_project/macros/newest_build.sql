@@ -25,3 +25,10 @@
     {%- endif -%}
     {%- do return(relation) -%}
 {%- endmacro %}
+
+{# When the newest build of this incremental model started (its `dbt_updated_at`, read from its
+   history: see is_incremental.sql), as a datetime; none while it is empty. Rows of its inputs
+   stamped later were written since. #}
+{% macro last_build_started_at() -%}
+    {{ return(_first_value("select max(dbt_updated_at) from " ~ history_relation(this))) }}
+{%- endmacro %}

@@ -8,17 +8,24 @@
    the new data, not all of it. `sessions` holds session_started_at for the sessions built so
    far. A session it does not know has only events that arrived since the last run, and those
    (like every late event) are newer than the watermark minus the lookback. Shipping notices,
-   days after their session, are not session activity here, as in both models. #}
-{% macro events_of_recent_sessions(events, watermark, sessions) -%}
+   days after their session, are not session activity here, as in both models. `also_sessions`
+   (a select of session_id) names more sessions to rebuild whole, whatever their events' age. #}
+{% macro events_of_recent_sessions(events, watermark, sessions, also_sessions=none) -%}
     {%- if is_incremental() -%}
     {%- set since = lookback_start(watermark) -%}
     {%- if since is none -%}
     select * from {{ events }}
     {%- else -%}
+    {%- set recent -%}
+        select session_id from {{ ref('stg_greenery__events') }}
+        where event_type != 'package_shipped' and created_at > {{ timestamp_literal(since) }}
+        {%- if also_sessions %}
+        union
+        {{ also_sessions }}
+        {%- endif %}
+    {%- endset -%}
     {%- set started = _first_value(
-        "select min(session_started_at) from " ~ sessions ~ " where session_id in (select session_id from "
-        ~ ref('stg_greenery__events') ~ " where event_type != 'package_shipped' and created_at > "
-        ~ timestamp_literal(since) ~ ")"
+        "select min(session_started_at) from " ~ sessions ~ " where session_id in (" ~ recent ~ ")"
     ) -%}
     {%- set earliest = [since, started] | reject('none') | min -%}
     select {{ events }}.*
@@ -27,6 +34,10 @@
         select distinct session_id
         from {{ events }}
         where created_at > {{ timestamp_literal(since) }}
+        {%- if also_sessions %}
+        union
+        {{ also_sessions }}
+        {%- endif %}
     ) as recent_sessions on {{ events }}.session_id = recent_sessions.session_id
     where {{ events }}.created_at >= {{ timestamp_literal(earliest) }}
     {%- endif -%}

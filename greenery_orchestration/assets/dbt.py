@@ -5,8 +5,10 @@ then the orders snapshot, then the build of the models. On DuckDB both write sta
 that only the publish step shows readers (wap.py).
 """
 
+import csv
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -20,11 +22,14 @@ from greenery_orchestration.marts import BUILD_STAMP, FUNNEL_MARTS, MART_FRESHNE
 from greenery_orchestration.progress import NOTICE
 from greenery_orchestration.project import STAGED_VARS, greenery_project
 from greenery_orchestration.rawdata.load_log import newest_replacement_since
-from greenery_orchestration.settings import docs_url
+from greenery_orchestration.settings import DBT_PROJECT_DIR, docs_url
 from greenery_orchestration.warehouse import WAREHOUSE_POOL, Warehouse
 
 # The incremental model every other one follows: one row per raw event it has read.
 INCREMENTAL_EVENTS = "marts.fct_events"
+# The seed of known test accounts the funnel paths leave out, and where a build publishes it.
+TEST_ACCOUNTS_SEED = DBT_PROJECT_DIR / "seeds" / "test_accounts.csv"
+TEST_ACCOUNTS = "staging.test_accounts"
 # A run tag, so a run launched from the UI or the CLI can ask for it.
 FULL_REFRESH_TAG = "greenery/full_refresh"
 
@@ -77,7 +82,18 @@ def tests_on_raw_tables(manifest: dict) -> dict[str, dict]:
     }
 
 
-_RAW_TESTS = tests_on_raw_tables(json.loads(greenery_project.manifest_path.read_text()))
+def incremental_models(manifest: dict) -> list[str]:
+    """Every incremental model's published relation, `schema.name` in lower case."""
+    return sorted(
+        f"{node['schema']}.{node['alias']}".lower()
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["config"].get("materialized") == "incremental"
+    )
+
+
+_MANIFEST = json.loads(greenery_project.manifest_path.read_text())
+_RAW_TESTS = tests_on_raw_tables(_MANIFEST)
+INCREMENTAL_MODELS = incremental_models(_MANIFEST)
 
 
 @dbt_assets(
@@ -107,9 +123,11 @@ def greenery_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ResourceParam[Warehouse]
 ) -> Iterator:
     full_refresh = is_full_refresh(context.run)
-    replaced = raw_data_replaced(warehouse.read_sql) if not full_refresh else None
+    replaced = None if full_refresh else (
+        raw_data_replaced(warehouse.read_sql) or relisted_test_accounts(warehouse.read_sql, TEST_ACCOUNTS_SEED)
+    )
     if replaced:
-        # Merging into what the incremental models hold would keep rows whose raw rows are gone.
+        # Merging into what the incremental models hold would keep rows that are no longer right.
         context.log.warning(f"{NOTICE}{replaced}: rebuilding the incremental models from scratch (a full refresh).")
         full_refresh = True
     # dbt holds the warehouse's only write lock until it exits: report the funnel after that.
@@ -129,18 +147,22 @@ def is_full_refresh(run: dg.DagsterRun) -> bool:
     return run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
 
 
-def raw_data_replaced(query) -> str | None:
-    """Why the raw data is not what the incremental models were built on, if it is not: a load
-    logged as a replacement since their last build, or events they hold that are gone from the
-    raw table (whatever tool deleted them). Cheap at any size: counts and two point lookups."""
-    columns = set(query(
-        "select lower(column_name) as name from information_schema.columns "
-        f"where lower(table_schema) || '.' || lower(table_name) = '{INCREMENTAL_EVENTS}'"
-    )["name"])
-    if not columns:
+def raw_data_replaced(query, incremental: Iterable[str] = INCREMENTAL_MODELS) -> str | None:
+    """Why the raw data is not what the incremental models were built on, if it is not: an
+    incremental model built by an older version (no build stamp to merge by), a load logged as a
+    replacement since their last build, or events they hold that are gone from the raw table
+    (whatever tool deleted them). Cheap at any size: counts and two point lookups."""
+    wanted = ", ".join(f"'{relation}'" for relation in incremental)
+    columns = query(
+        "select lower(table_schema) || '.' || lower(table_name) as relation, lower(column_name) as name "
+        f"from information_schema.columns where lower(table_schema) || '.' || lower(table_name) in ({wanted})"
+    )
+    stamped = columns.groupby("relation")["name"].agg(lambda names: BUILD_STAMP in set(names))
+    for relation, has_stamp in sorted(stamped.items()):
+        if not has_stamp:
+            return f"{relation} was built by an older version (no {BUILD_STAMP})"
+    if INCREMENTAL_EVENTS not in stamped:
         return None  # never built: the first build reads everything anyway
-    if BUILD_STAMP not in columns:
-        return f"{INCREMENTAL_EVENTS} was built by an older version (no {BUILD_STAMP})"
     built = query(f"select max({BUILD_STAMP}) as last_build, count(*) as events from {INCREMENTAL_EVENTS}")
     last_build, built_events = built["last_build"].iloc[0], int(built["events"].iloc[0])
     if built_events == 0:
@@ -165,6 +187,27 @@ def raw_data_replaced(query) -> str | None:
         if int(found["n"].iloc[0]) == 0:
             return f"Event {event_id} of {created_at:%Y-%m-%d %H:%M:%S} is built but gone from raw.events"
     return None
+
+
+def relisted_test_accounts(query, seed_path: Path) -> str | None:
+    """Why the funnel paths built so far count the wrong accounts, if they do: the seed of test
+    accounts lists accounts other than the ones the last build published. Paths are rebuilt only
+    when their sessions get new events, so the sessions of an account listed since would stay in
+    the funnels (and an account no longer listed would stay out) until a full refresh."""
+    published = query(
+        "select count(*) as n from information_schema.tables "
+        f"where lower(table_schema) || '.' || lower(table_name) = '{TEST_ACCOUNTS}'"
+    )
+    if int(published["n"].iloc[0]) == 0:
+        return None  # never built: the first build reads the seed anyway
+    built = {str(user_id) for user_id in query(f"select user_id from {TEST_ACCOUNTS}")["user_id"]}
+    with seed_path.open(newline="") as seed:
+        listed = {row["user_id"] for row in csv.DictReader(seed)}
+    if listed == built:
+        return None
+    changes = [f"{label}: {', '.join(sorted(ids))}" for label, ids in
+               (("newly listed", listed - built), ("no longer listed", built - listed)) if ids]
+    return f"The test accounts of {seed_path.name} differ from {TEST_ACCOUNTS} ({'; '.join(changes)})"
 
 
 def _timestamp(value) -> str:

@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from greenery_orchestration.assets.dbt import raw_data_replaced
+from greenery_orchestration.assets.dbt import INCREMENTAL_MODELS, raw_data_replaced, relisted_test_accounts
 from greenery_orchestration.rawdata.load_log import load_time, record_load
 from greenery_orchestration.settings import DBT_PROJECT_DIR
 
@@ -123,8 +123,11 @@ def test_the_chain_order_is_lineage_and_marts_carry_a_freshness_policy(asset_gra
     # A seed reads nothing: it follows the snapshot too.
     assert asset_graph.get(dg.AssetKey(["staging", "test_accounts"])).parent_keys == {snapshot}
     assert asset_graph.get(dg.AssetKey(["marts", "dim_users"])).parent_keys == {
-        *(dg.AssetKey(["staging", name]) for name in ("stg_greenery__addresses", "stg_greenery__orders", "stg_greenery__users", "test_accounts")),
-        dg.AssetKey(["intermediate", "int_sessions__aggregated"]),
+        *(dg.AssetKey(["staging", name]) for name in ("stg_greenery__addresses", "stg_greenery__users", "test_accounts")),
+        dg.AssetKey(["intermediate", "int_users__aggregated"]),
+    }
+    assert asset_graph.get(dg.AssetKey(["intermediate", "int_users__aggregated"])).parent_keys == {
+        dg.AssetKey(["intermediate", "int_sessions__aggregated"]), dg.AssetKey(["marts", "fct_orders"]),
     }
     publish = dg.AssetKey(["governance", "publish"])
     models = {key for key in asset_graph.get_all_asset_keys() if key.path[0] in ("staging", "intermediate", "marts")}
@@ -186,6 +189,50 @@ def test_fewer_raw_events_than_built_is_seen(built_events):
 def test_a_build_of_an_older_version_is_rebuilt(built_events):
     built_events.execute("alter table marts.fct_events drop column dbt_updated_at")
     assert _replaced(built_events) == "marts.fct_events was built by an older version (no dbt_updated_at)"
+
+
+def test_the_incremental_models_are_read_from_the_manifest():
+    assert INCREMENTAL_MODELS == [
+        "intermediate.int_funnel_steps__reached", "intermediate.int_session_products__aggregated",
+        "intermediate.int_sessions__aggregated", "intermediate.int_users__aggregated",
+        "marts.fct_events", "marts.fct_orders", "marts.fct_sessions",
+    ]
+
+
+@pytest.mark.parametrize("older", ["intermediate.int_funnel_steps__reached", "marts.fct_orders"])
+def test_any_incremental_model_built_without_a_build_stamp_is_rebuilt(built_events, older):
+    """A model an older version built as a table: merging into it would keep whatever it holds."""
+    schema = older.split(".")[0]
+    built_events.execute(f"create schema if not exists {schema}")
+    built_events.execute(f"create table {older} as select 'p1' as path_id")
+    assert _replaced(built_events) == f"{older} was built by an older version (no dbt_updated_at)"
+    built_events.execute(f"alter table {older} add column dbt_updated_at timestamp")
+    assert _replaced(built_events) is None
+
+
+@pytest.fixture
+def seed(tmp_path):
+    path = tmp_path / "test_accounts.csv"
+    path.write_text("user_id,reason\nu1,QA account\n")
+    return path
+
+
+def test_a_seed_as_published_changes_nothing_and_nothing_published_neither(seed, tmp_path):
+    with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
+        assert relisted_test_accounts(lambda sql: connection.execute(sql).df(), seed) is None
+        connection.execute("create schema staging")
+        connection.execute("create table staging.test_accounts as select 'u1' as user_id, 'QA account' as reason")
+        assert relisted_test_accounts(lambda sql: connection.execute(sql).df(), seed) is None
+
+
+def test_test_accounts_listed_or_unlisted_since_the_last_build_are_seen(seed, tmp_path):
+    seed.write_text("user_id,reason\nu1,QA account\nu2,load test\n")
+    with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
+        connection.execute("create schema staging")
+        connection.execute("create table staging.test_accounts as select * from (values ('u1', 'QA'), ('u3', 'staff')) t(user_id, reason)")
+        assert relisted_test_accounts(lambda sql: connection.execute(sql).df(), seed) == (
+            "The test accounts of test_accounts.csv differ from staging.test_accounts (newly listed: u2; no longer listed: u3)"
+        )
 
 
 def test_nothing_built_yet_needs_no_rebuild(tmp_path):

@@ -143,7 +143,7 @@ def test_the_chain_passes_every_check_on_sample_data_loaded_from_csv(warehouse, 
         assert secret not in shown + captured.err
         assert secret not in logged  # no secret in the event log
     assert "run " in shown and "of greenery_production succeeded" in shown
-    assert "step build_models finished in" in shown and "24 asset(s) materialized" in shown
+    assert "step build_models finished in" in shown and "25 asset(s) materialized" in shown
     assert "START" not in shown and "\x1b[" not in shown  # dbt's per-node lines only with --verbose
     funnel = _mart(warehouse / "prod.duckdb", "select sessions, conversion_from_previous from marts.fct_funnel order by step_number")
     assert funnel.sessions[0] == 600  # every synthetic session views a product

@@ -5,10 +5,14 @@ refresh of the same raw rows."""
 import sys
 from pathlib import Path
 
+from greenery_orchestration.assets.dbt import INCREMENTAL_MODELS
+from greenery_orchestration.marts import FUNNEL_MARTS
+from greenery_orchestration.rawdata.load_log import load_time
 from tests.snowflake_server.conftest import COMMAND_TIMEOUT_SECONDS
 
 
-COMPARED = ["marts.fct_events", "marts.fct_sessions", "marts.fct_funnel", "marts.fct_orders", "marts.dim_users"]
+# Every incremental model and every funnel mart, and the marts that read late rows.
+COMPARED = sorted({*INCREMENTAL_MODELS, *(f"marts.{key.path[-1]}" for key in FUNNEL_MARTS.values()), "marts.dim_users"})
 
 
 def _rows(cursor, database: str, relation: str) -> list[tuple]:
@@ -18,13 +22,42 @@ def _rows(cursor, database: str, relation: str) -> list[tuple]:
     return sorted((tuple(str(row[i]) for i in keep) for row in cursor.fetchall()))
 
 
+def _execute(snowflake_server, database: str, *statements: str) -> None:
+    with snowflake_server.in_process(), snowflake_server.connect(database) as connection:
+        cursor = connection.cursor()
+        for statement in statements:
+            cursor.execute(statement)
+
+
 def test_generated_data_incremental_runs_equal_a_full_refresh(account, snowflake_server, tmp_path):
     """sample, run, sample --append, run: what the incremental models kept equals a full refresh
-    of the same raw rows (dbt in another database of the account, from per-table clones)."""
+    of the same raw rows (dbt in another database of the account, from per-table clones). The
+    appended orders, their items and the new users arrive only after a run over the events that
+    name them (which fails, publishing nothing), and an order built before ships meanwhile."""
     for command in (["sample", "--days", "2", "--sessions-per-day", "150"], ["run"],
-                    ["sample", "--append", "--hours", "3", "--sessions-per-day", "400"], ["run"]):
+                    ["sample", "--append", "--hours", "3", "--sessions-per-day", "400"]):
         done = account(*command)
         assert done.returncode == 0, (command, done.stdout[-4000:], done.stderr[-3000:])
+    held = ("orders", "order_items", "users")  # the rows the append added
+    newest = "_loaded_at = (select max(_loaded_at) from raw.{table})"
+    _execute(snowflake_server, account.database, *(
+        statement for table in held for statement in (
+            f"create table raw.{table}_held as select * from raw.{table} where {newest.format(table=table)}",
+            f"delete from raw.{table} where {newest.format(table=table)}",
+        )))
+    done = account("run")
+    assert done.returncode == 1, done.stdout[-4000:]  # events name orders not delivered yet
+    changed = "(select min(order_id) from raw.orders where status = 'preparing')"
+    now = f"cast('{load_time():%Y-%m-%d %H:%M:%S.%f}' as timestamp_ntz)"  # as a loader stamps it
+    _execute(snowflake_server, account.database, *(
+        statement for table in held for statement in (
+            f"insert into raw.{table} select * exclude (_loaded_at), {now} from raw.{table}_held",
+            f"drop table raw.{table}_held",
+        )
+    ), f"update raw.orders set status = 'shipped', tracking_id = 'late-tracking', shipping_service = 'ups', "
+       f"_loaded_at = {now} where order_id = {changed}")
+    done = account("run")
+    assert done.returncode == 0, done.stdout[-4000:]
     assert "rebuilding the incremental models from scratch" not in done.stdout  # an append: incremental
 
     full = f"{account.database}_FULL"
@@ -49,3 +82,6 @@ def test_generated_data_incremental_runs_equal_a_full_refresh(account, snowflake
             incremental, refreshed = _rows(cursor, account.database, relation), _rows(cursor, full, relation)
             assert incremental == refreshed, relation
             assert incremental, relation
+        cursor.execute(f"select count(*) from {account.database}.marts.fct_orders where tracking_id = 'late-tracking' "
+                       "and order_status = 'shipped'")
+        assert cursor.fetchall() == [(1,)]

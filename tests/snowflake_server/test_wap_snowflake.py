@@ -173,7 +173,7 @@ def first(snowflake_server, emulated, shop, dbt_manifest) -> FirstPublish:
 def test_a_staged_build_writes_into_staged_schemas_and_its_publish_gives_the_duckdb_funnel(snowflake_server, first):
     # The build wrote every model and the snapshot into `<schema>__staged`, under their own names.
     built = [node for node in first.manifest["nodes"].values() if node["resource_type"] in ("model", "snapshot")]
-    assert len(built) == 24
+    assert len(built) == 25  # 24 models, the snapshot
     assert {node["schema"] for node in built} == {f"{schema}__staged" for schema in SCHEMAS}
     assert all(node["alias"] == node["name"] for node in built)
 
@@ -201,8 +201,8 @@ def test_a_staged_build_writes_into_staged_schemas_and_its_publish_gives_the_duc
         tables = {f"{schema}.{name}".lower() for schema, name in rows(
             connection, "select table_schema, table_name from information_schema.tables "
             "where table_type = 'BASE TABLE' and table_schema not in ('OPS', 'INFORMATION_SCHEMA')")}
-        # raw 7, marts 10 (2 are views), intermediate 3, the snapshot, the seed
-        assert first.published.row_counts.keys() == tables and len(tables) == 7 + 10 + 3 + 1 + 1
+        # raw 7, marts 10 (2 are views), intermediate 4, the snapshot, the seed
+        assert first.published.row_counts.keys() == tables and len(tables) == 7 + 10 + 4 + 1 + 1
         assert first.published.row_counts["marts.fct_events"] == first.published.row_counts["raw.events"] == len(events)
         assert first.published.row_counts["snapshots.orders_snapshot"] == len(raw_frames(first.shop.duckdb_path)["orders"])
         assert last_publish(connection, DATABASE)[0] == "run-1"
@@ -348,8 +348,8 @@ def test_a_failed_build_publishes_nothing_and_the_next_run_builds_incrementally(
     shipped = sorted(raw["orders"][raw["orders"].status == "preparing"].order_id)[0]
     with snowflake_server.in_process(), snowflake_server.connect(DATABASE, schema="RAW") as connection:
         before = published_state(connection)
-        # views: staging 7, intermediate 1, marts 2; tables: marts 10, intermediate 3, the snapshot, the seed
-        assert len(before) == 10 + 15
+        # views: staging 7, intermediate 1, marts 2; tables: marts 10, intermediate 4, the snapshot, the seed
+        assert len(before) == 10 + 16
         cursor = connection.cursor()
         cursor.execute("insert into raw.order_items (order_id, product_id, quantity) values (%s, 'no-such-product', 50)",
                        (order,))

@@ -1,9 +1,36 @@
-with orders as (
+{{ config(
+    materialized='incremental',
+    unique_key='order_id',
+    incremental_strategy='merge',
+    on_schema_change='fail',
+) }}
+
+{%- set changed_orders = keys_loaded_since_last_build('greenery', 'orders', 'order_id') %}
+{%- set changed_items = keys_loaded_since_last_build('greenery', 'order_items', 'order_id') %}
+
+with
+{%- if changed_orders is not none %}
+-- Incremental: the orders whose row or items were loaded since the newest build, rebuilt whole.
+changed_orders as (
+    {{ changed_orders }}
+    union
+    {{ changed_items }}
+),
+
+{%- endif %}
+
+orders as (
     select * from {{ ref('stg_greenery__orders') }}
+    {%- if changed_orders is not none %}
+    where order_id in (select order_id from changed_orders)
+    {%- endif %}
 ),
 
 order_items as (
     select * from {{ ref('stg_greenery__order_items') }}
+    {%- if changed_orders is not none %}
+    where order_id in (select order_id from changed_orders)
+    {%- endif %}
 ),
 
 promos as (
@@ -38,7 +65,8 @@ final as (
         orders.delivered_at is not null as is_delivered,
         orders.created_at,
         orders.estimated_delivery_at,
-        orders.delivered_at
+        orders.delivered_at,
+        {{ build_started_at() }} as dbt_updated_at
     from orders
     left join items_per_order on orders.order_id = items_per_order.order_id
     left join promos on orders.promo_id = promos.promo_id

@@ -1,0 +1,37 @@
+{# The distinct `key` values of the rows of source `source_name.table_name` loaded since this
+   incremental model's newest build began, minus lookback_hours, as a select; none on a full build
+   or while the model is empty. A row's load marker (the raw column declared `meta: {load_marker:
+   true}`) is its load's time: a later delivery of a row the model read before, an order updated
+   in place, a row named before it arrived. The lookback covers a load stamped before a build
+   began that committed after the build read the raw tables (Snowflake commits beside a running
+   build); rows loaded before the marker existed are null and long built. A raw table from before
+   the marker (no load since the upgrade gave it the column) gives every key. #}
+{% macro keys_loaded_since_last_build(source_name, table_name, key) -%}
+    {#- source() first: dbt records the dependency when it parses, where nothing is incremental. #}
+    {%- set relation = source(source_name, table_name) -%}
+    {%- set since = last_build_started_at() if is_incremental() else none -%}
+    {%- if since is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set marker = load_marker(source_name, table_name) -%}
+    {%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
+    {%- set keys -%}
+        select distinct {{ key }} from {{ relation }}
+        {%- if marker | lower in columns %}
+        where {{ marker }} > {{ dbt.dateadd('hour', -var('lookback_hours'), timestamp_literal(since)) }}
+        {%- endif %}
+    {%- endset -%}
+    {{ return(keys) }}
+{%- endmacro %}
+
+{# The load marker column of a source table, as its YAML declares it. #}
+{% macro load_marker(source_name, table_name) -%}
+    {%- for node in graph.sources.values() if node.source_name == source_name and node.name == table_name -%}
+        {%- for column in node.columns.values() -%}
+            {%- if column.get('meta', {}).get('load_marker') or column.get('config', {}).get('meta', {}).get('load_marker') -%}
+                {{ return(column.name) }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {{ exceptions.raise_compiler_error("source " ~ source_name ~ "." ~ table_name ~ " declares no column with meta load_marker") }}
+{%- endmacro %}
