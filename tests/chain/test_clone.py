@@ -89,11 +89,17 @@ def test_the_incremental_models_are_cloned_by_their_build_stamp_and_unique_key(d
     assert {key: change for key, change in changes.items() if key not in raw} == {
         "intermediate.int_sessions__aggregated": Changes("dbt_updated_at", ("session_id",)),
         "intermediate.int_session_products__aggregated": Changes("dbt_updated_at", ("session_id", "product_id")),
+        "intermediate.int_funnel_steps__reached": Changes("dbt_updated_at", ("funnel_name", "path_id")),
+        "intermediate.int_users__aggregated": Changes("dbt_updated_at", ("user_id",)),
         "marts.fct_events": Changes("dbt_updated_at", ("event_id",)),
         "marts.fct_sessions": Changes("dbt_updated_at", ("session_id",)),
+        "marts.fct_orders": Changes("dbt_updated_at", ("order_id",)),
     }
-    # The raw tables whose source declares a load marker (none until they carry `_loaded_at`).
-    assert set(raw.values()) <= {Changes("_loaded_at")}
+    # Every raw table carries the load marker its source declares.
+    assert raw == {
+        f"raw.{table}": Changes("_loaded_at")
+        for table in ("addresses", "events", "order_items", "orders", "products", "promos", "users")
+    }
 
 
 def _column(name: str, meta: dict | None = None, config_meta: dict | None = None) -> dict:
