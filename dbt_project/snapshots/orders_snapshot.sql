@@ -1,8 +1,8 @@
 {% snapshot orders_snapshot %}
 {# SQL rather than a YAML snapshot, which can only name its relation: a run reads the orders loaded
    since the last publishing run began (loaded_since_last_run.sql), not every order. An order it
-   does not read keeps its current version: hard_deletes 'ignore' (dbt's default, see
-   get_hard_deletes_behavior in dbt-adapters; stated because the filter relies on it) closes no
+   does not read keeps its current version: hard_deletes 'ignore' (the default in dbt-core 1.11,
+   BaseAdapter.get_hard_deletes_behavior; stated because the filter relies on it) closes no
    version whose row is missing from the query. A snapshot not built yet (a first run, or none
    staged) reads every order. #}
 {{ config(
