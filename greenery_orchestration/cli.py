@@ -381,7 +381,7 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--full-refresh",
         action="store_true",
-        help="rebuild the incremental models (events, sessions) from all raw data",
+        help="rebuild the incremental models (events, sessions) from all raw data, and test and snapshot every raw row",
     )
     command.add_argument(
         "--verbose", "-v", action="store_true", help="also show dbt's line per model and test"

@@ -2,16 +2,18 @@
 
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
@@ -32,10 +34,23 @@ greenery_project.prepare_if_dev()
 
 # A staged build (write-audit-publish, wap.py) gives its relations other names, which dbt decides
 # while parsing: its parse is another than that of every other invocation.
-STAGED_VARS = ("--vars", "{staged: true}")
-# The tests on raw tables read every row, not only those loaded since the last publishing run
-# began (dbt_project/macros/raw_new_rows.sql): what a full refresh asks.
-EVERY_RAW_ROW_VARS = ("--vars", "{every_raw_row: true}")
+STAGED = {"staged": True}
+# The tests on raw tables and the orders snapshot read every raw row, not only those loaded since
+# the last publishing run began (dbt_project/macros/loaded_since_last_run.sql): what a full refresh asks.
+EVERY_RAW_ROW = {"every_raw_row": True}
+
+
+def dbt_vars(*variables: Mapping[str, Any]) -> tuple[str, ...]:
+    """The `--vars` argument of a dbt invocation, with the vars of every mapping: dbt takes one
+    `--vars`. Written the same way for the same vars, in any order: each text is a parse of its
+    own (_variables)."""
+    merged = {name: value for mapping in variables for name, value in mapping.items()}
+    if not merged:
+        return ()
+    return ("--vars", "{" + ", ".join(f"{name}: {json.dumps(merged[name])}" for name in sorted(merged)) + "}")
+
+
+STAGED_VARS = dbt_vars(STAGED)
 # dbt's partial parses, one per fingerprint of what a parse reads (the project, the variables it
 # reads, the connection, the vars), so that each is made once: dbt parses the whole project again
 # in an invocation whose vars or connection differ from those of the parse it was handed.

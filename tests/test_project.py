@@ -6,8 +6,13 @@ import os
 import shutil
 import time
 
+import yaml
+
 from greenery_orchestration.project import (
+    EVERY_RAW_ROW,
+    STAGED,
     STAGED_VARS,
+    dbt_vars,
     dbt_resource,
     greenery_project,
     parse_fingerprint,
@@ -49,6 +54,16 @@ def test_the_fingerprint_follows_project_files_and_the_variables_the_project_rea
     model = project / "models" / "marts" / "product" / "fct_funnel.sql"
     model.write_text(model.read_text() + "\n-- edited\n")
     assert project_fingerprint(project) not in (first, second)
+
+
+def test_vars_given_together_are_one_argument_written_one_way_whatever_their_order():
+    # dbt takes one `--vars`, and a parse is kept per its text: one text for the same vars.
+    both = dbt_vars(STAGED, EVERY_RAW_ROW)
+    assert both == dbt_vars(EVERY_RAW_ROW, STAGED)
+    assert both[0] == "--vars" and len(both) == 2
+    assert yaml.safe_load(both[1]) == {"staged": True, "every_raw_row": True}
+    assert yaml.safe_load(STAGED_VARS[1]) == {"staged": True}
+    assert dbt_vars({}) == ()  # no --vars at all: the parse of a plain invocation
 
 
 def test_an_unchanged_project_is_not_parsed_again():

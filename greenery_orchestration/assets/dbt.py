@@ -20,7 +20,7 @@ from greenery_orchestration.assets.examples import failing_examples
 from greenery_orchestration.dbt_errors import dbt_failure
 from greenery_orchestration.marts import BUILD_STAMP, FUNNEL_MARTS, MART_FRESHNESS
 from greenery_orchestration.progress import NOTICE
-from greenery_orchestration.project import STAGED_VARS, greenery_project
+from greenery_orchestration.project import EVERY_RAW_ROW, STAGED, dbt_vars, greenery_project
 from greenery_orchestration.rawdata.load_log import newest_replacement_since
 from greenery_orchestration.settings import DBT_PROJECT_DIR, docs_url
 from greenery_orchestration.warehouse import WAREHOUSE_POOL, Warehouse
@@ -108,7 +108,8 @@ def greenery_snapshots(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ResourceParam[Warehouse]
 ) -> Iterator:
     warehouse.stage_build(dbt_relations(context.selected_asset_keys).values())
-    yield from _dbt_build(context, dbt, warehouse)
+    # It reads the orders loaded since the last publishing run began; a full refresh, every order.
+    yield from _dbt_build(context, dbt, warehouse, every_raw_row=is_full_refresh(context.run))
 
 
 @dbt_assets(
@@ -143,7 +144,7 @@ def greenery_models(
 
 def is_full_refresh(run: dg.DagsterRun) -> bool:
     """Whether the run was launched with the tag greenery/full_refresh=true: to rebuild the
-    incremental models whole and test every raw row."""
+    incremental models whole, and test and snapshot every raw row."""
     return run.tags.get(FULL_REFRESH_TAG, "").lower() == "true"
 
 
@@ -236,9 +237,12 @@ def _dbt_build(
     dbt: DbtCliResource,
     warehouse: Warehouse,
     flags: list[str] = (),
+    *,
+    every_raw_row: bool = False,
 ) -> Iterator:
-    """`dbt build` of the selection; a dbt error that is not a failed test fails the step."""
-    flags = [*flags, *STAGED_VARS]
+    """`dbt build` of the selection, staged (reading every raw row if asked); a dbt error that
+    is not a failed test fails the step."""
+    flags = [*flags, *dbt_vars(STAGED, EVERY_RAW_ROW if every_raw_row else {})]
     # dagster-dbt 0.29 reads `context.op`, deprecated on AssetExecutionContext: hand it the
     # op context it wants, so every run stays free of deprecation warnings.
     invocation = dbt.cli(["build", *flags], context=context.op_execution_context, raise_on_error=False)

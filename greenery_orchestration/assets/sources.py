@@ -11,7 +11,7 @@ from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 from greenery_orchestration.assets.dbt import greenery_models, is_full_refresh, tests_on_raw_tables
 from greenery_orchestration.assets.examples import failing_examples
 from greenery_orchestration.dbt_errors import dbt_failure
-from greenery_orchestration.project import EVERY_RAW_ROW_VARS
+from greenery_orchestration.project import EVERY_RAW_ROW, dbt_vars
 from greenery_orchestration.settings import target
 from greenery_orchestration.warehouse import WAREHOUSE_POOL, Warehouse, WarehouseUnusable, is_lock_conflict
 
@@ -107,7 +107,7 @@ def raw_data_gate() -> dg.AssetChecksDefinition:
             yield _freshness_result(key, by_key.get(key), config.allow_stale)
         # `cautious`: the tests on raw tables alone, not the marts' reconciliations with raw. They
         # read the rows loaded since the last publishing run began, or every row on a full refresh.
-        every_row = EVERY_RAW_ROW_VARS if is_full_refresh(context.run) else ()
+        every_row = dbt_vars(EVERY_RAW_ROW if is_full_refresh(context.run) else {})
         invocation = dbt.cli(
             ["test", "--select", "source:*", "--indirect-selection", "cautious", *every_row], raise_on_error=False
         )

@@ -157,7 +157,7 @@ def test_bad_raw_data_fails_the_run_and_keeps_the_last_good_marts(warehouse, cou
     assert main(["run", "--allow-stale"]) == 0
     with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
         # Written as a load writes rows, stamped: the gate reads what was loaded since the last
-        # publishing run began (dbt_project/macros/raw_new_rows.sql).
+        # publishing run began (dbt_project/macros/loaded_since_last_run.sql).
         connection.execute("update raw.events set event_type = 'wishlist', _loaded_at = timezone('UTC', now()) "
                            "where event_type = 'checkout'")
     capsys.readouterr()
@@ -232,8 +232,10 @@ def test_a_run_that_fails_its_tests_publishes_nothing(warehouse, course_data, ca
     with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
         connection.execute("insert into raw.order_items (order_id, product_id, quantity) values (?, 'no-such-product', 50)",
                            [order])
-        connection.execute("update raw.orders set status = 'shipped', tracking_id = 'T-1', shipping_service = 'ups' "
-                           "where order_id = ?", [shipped])
+        # Stamped, as a load writes it: the snapshot reads the orders loaded since the last
+        # publishing run began.
+        connection.execute("update raw.orders set status = 'shipped', tracking_id = 'T-1', shipping_service = 'ups', "
+                           "_loaded_at = timezone('UTC', now()) where order_id = ?", [shipped])
     capsys.readouterr()
 
     assert main(["run", "--allow-stale"]) == 1

@@ -23,8 +23,9 @@ from sqlglot import exp
 from greenery_orchestration import wap
 from greenery_orchestration.project import STAGED_VARS
 from greenery_orchestration.rawdata.load_csv import load_csv_dir
+from greenery_orchestration.rawdata.load_log import load_time
 from greenery_orchestration.rawdata.sample import append_to_raw, write_sample
-from greenery_orchestration.rawdata.schema import declared_columns, raw_columns
+from greenery_orchestration.rawdata.schema import declared_columns, load_marker, raw_columns
 from greenery_orchestration.wap_snowflake import (
     PUBLISH_LOG_COLUMNS,
     Published,
@@ -345,7 +346,7 @@ def test_a_failed_build_publishes_nothing_and_the_next_run_builds_incrementally(
     shop = first.shop
     raw = raw_frames(shop.duckdb_path)
     order = raw["order_items"].order_id.value_counts().index[0]
-    shipped = sorted(raw["orders"][raw["orders"].status == "preparing"].order_id)[0]
+    shipped, edited = sorted(raw["orders"][raw["orders"].status == "preparing"].order_id)[:2]
     with snowflake_server.in_process(), snowflake_server.connect(DATABASE, schema="RAW") as connection:
         before = published_state(connection)
         # views: staging 7, intermediate 1, marts 2; tables: marts 10, intermediate 4, the snapshot, the seed
@@ -353,8 +354,11 @@ def test_a_failed_build_publishes_nothing_and_the_next_run_builds_incrementally(
         cursor = connection.cursor()
         cursor.execute("insert into raw.order_items (order_id, product_id, quantity) values (%s, 'no-such-product', 50)",
                        (order,))
-        cursor.execute("update raw.orders set status = 'shipped', tracking_id = 'T-1', shipping_service = 'ups' "
-                       "where order_id = %s", (shipped,))
+        cursor.execute("update raw.orders set status = 'shipped', tracking_id = 'T-1', shipping_service = 'ups', "
+                       f"{load_marker()} = %s where order_id = %s", (load_time(), shipped))  # as a load stamps it
+        # The same change edited in place, unstamped: the snapshot, reading the orders loaded since
+        # the last publishing run began, does not see it.
+        cursor.execute("update raw.orders set status = 'shipped' where order_id = %s", (edited,))
         stage(connection, DATABASE, SCHEMAS)
 
     failed, results = dbt(snowflake_server, shop, "build")
@@ -369,9 +373,9 @@ def test_a_failed_build_publishes_nothing_and_the_next_run_builds_incrementally(
         # The failed build, kept for inspection in the staged schemas.
         assert rows(connection, "select count(*) from staging__staged.stg_greenery__order_items "
                     "where product_id = 'no-such-product'") == [(1,)]
-        versions = [rows(connection, f"select count(*) from {schema}.orders_snapshot where order_id = '{shipped}'")[0][0]
-                    for schema in ("snapshots", "snapshots__staged")]
-        assert versions == [1, 2]
+        versions = [rows(connection, f"select count(*) from {schema}.orders_snapshot where order_id = '{order}'")[0][0]
+                    for order in (shipped, edited) for schema in ("snapshots", "snapshots__staged")]
+        assert versions == [1, 2, 1, 1]
 
         # The next run: the bad row removed (the shipped order stays), a few more hours of the shop.
         connection.cursor().execute("delete from raw.order_items where product_id = 'no-such-product'")
