@@ -1,16 +1,14 @@
 """Clones carry no raw PII; prod keeps its clear values and its numbers."""
 
 import json
-from datetime import UTC, datetime, timedelta
+import shutil
 
-import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
 
 from greenery_orchestration.chain.clone import table_changes
 from greenery_orchestration.chain.masking import pii_columns
-from greenery_orchestration.cli import main
 from greenery_orchestration.clone_duckdb import clone
 from greenery_orchestration.settings import masking_salt
 from greenery_orchestration.warehouse import Changes
@@ -140,31 +138,51 @@ def test_raw_tables_are_cloned_by_the_column_their_source_declares_the_load_mark
     }
 
 
-def test_the_next_runs_clone_updates_the_environments_in_place_to_what_a_whole_clone_holds(
-    warehouse, tmp_path, dbt_manifest
-):
-    ended = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert main(["sample", "--days", "1", "--sessions-per-day", "150", "--end", ended]) == 0
-    assert main(["run"]) == 0
-    inode = (warehouse / "dev.duckdb").stat().st_ino
-    assert main(["sample", "--append", "--hours", "1", "--sessions-per-day", "150"]) == 0
-    assert main(["run"]) == 0
-
-    instance = dg.DagsterInstance.get()
-    for environment in ("dev", "ci"):
-        metadata = instance.get_latest_materialization_event(
-            dg.AssetKey(["environments", environment])
-        ).asset_materialization.metadata
-        assert metadata["in_place"].value is True
-    assert (warehouse / "dev.duckdb").stat().st_ino == inode
-    # The updated environments hold what a whole clone of prod holds, row for row.
+def test_the_next_clone_updates_the_environments_in_place_to_what_a_whole_clone_holds(course_run, tmp_path, dbt_manifest):
+    """On the course build: what a next run adds (raw rows loaded later, an incremental model's
+    rows rebuilt and new, a table rebuilt whole) reaches dev and ci by their markers."""
+    folder = tmp_path / "warehouse"
+    shutil.copytree(course_run.warehouse, folder, ignore=shutil.ignore_patterns("docs-site"))
+    prod = folder / "prod.duckdb"
+    with duckdb.connect(str(prod)) as connection:
+        connection.execute(
+            "insert into raw.events select * replace ('late-' || event_id as event_id, now()::timestamp as _loaded_at) "
+            "from raw.events order by event_id limit 3"
+        )
+        # A rebuilt session's events replace theirs by key; one event is new.
+        connection.execute(
+            "create temp table rebuilt as select * replace (page_url || '?again' as page_url, "
+            "now()::timestamp as dbt_updated_at) from marts.fct_events order by event_id limit 2"
+        )
+        connection.execute("delete from marts.fct_events where event_id in (select event_id from rebuilt)")
+        connection.execute("insert into marts.fct_events select * from rebuilt")
+        connection.execute(
+            "insert into marts.fct_events select * replace ('new-' || event_id as event_id) from rebuilt limit 1"
+        )
+        connection.execute("update marts.dim_products set product_name = product_name || ' (renamed)' "
+                            "where product_id = (select min(product_id) from marts.dim_products)")
     manifest = json.loads(dbt_manifest.read_text())
+    pii, salt = pii_columns(manifest), masking_salt(folder)
+    environments = [folder / "dev.duckdb", folder / "ci.duckdb"]
+
+    cloned = clone(prod, environments, pii, salt, table_changes(manifest))
+
+    for environment in environments:
+        assert cloned[environment].in_place
+        assert cloned[environment].rows["raw.events"] == 3
+        assert cloned[environment].rows["marts.fct_events"] == 3
+        assert cloned[environment].rows["raw.users"] == 0
     fresh = tmp_path / "fresh.duckdb"
-    clone(warehouse / "prod.duckdb", [fresh], pii_columns(manifest), masking_salt(warehouse), {})
+    clone(prod, [fresh], pii, salt, {})
     expected = _every_row(fresh)
-    assert len(expected["marts.fct_events"]) > 0
-    for environment in ("dev", "ci"):
-        assert _every_row(warehouse / f"{environment}.duckdb") == expected
+    assert len(expected["marts.fct_events"]) == _course_events(course_run) + 1  # two replaced, one new
+    for environment in environments:
+        assert _every_row(environment) == expected
+
+
+def _course_events(course_run) -> int:
+    with duckdb.connect(str(course_run.warehouse / "prod.duckdb"), read_only=True) as connection:
+        return connection.execute("select count(*) from marts.fct_events").fetchone()[0]
 
 
 def _every_row(path) -> dict[str, list[tuple]]:
