@@ -68,7 +68,7 @@ def stage_snapshots(connection: duckdb.DuckDBPyConnection, snapshots: Iterable[R
 
 def publish(
     connection: duckdb.DuckDBPyConnection, built: Iterable[Relation], run_id: str, code_version: str, *,
-    run_started_at: datetime,
+    run_started_at: datetime | None,
 ) -> dict[str, int]:
     """Publish the staged versions of `built` in one transaction, with a publish-log row (the run
     began at `run_started_at`, naive UTC); then drop whatever staged relations are left. Returns

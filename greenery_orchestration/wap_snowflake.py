@@ -98,7 +98,7 @@ def stage(connection, database: str, schemas: Iterable[str]) -> list[str]:
 
 
 def publish(
-    connection, database: str, schemas: Iterable[str], run_id: str, code_version: str, *, run_started_at: datetime
+    connection, database: str, schemas: Iterable[str], run_id: str, code_version: str, *, run_started_at: datetime | None
 ) -> Published:
     """Swap each staged schema of `database` with its published one, marts last, granting again
     what was granted on the published schema; recreate the views on the published names; log the
@@ -205,7 +205,7 @@ def future_grant_sql(schema: str, grants: Sequence[dict]) -> list[str]:
 
 def publish_log_sql(
     database: str, run_id: str, published_at: datetime, code_version: str, counts: dict[str, int],
-    run_started_at: datetime,
+    run_started_at: datetime | None,
 ) -> list[str]:
     """The publish-log table, created if missing (a log from before a column gains it), and this
     publish's row."""
@@ -214,7 +214,7 @@ def publish_log_sql(
     columns = ", ".join(f"{name} {data_type}" for name, data_type in PUBLISH_LOG_COLUMNS.items())
     row = {
         "run_id": _literal(run_id), "published_at": _timestamp(published_at), "code_version": _literal(code_version),
-        "row_counts": _literal(json.dumps(counts, sort_keys=True)), "run_started_at": _timestamp(run_started_at),
+        "row_counts": _literal(json.dumps(counts, sort_keys=True)), "run_started_at": _timestamp(run_started_at) if run_started_at else "null",
     }
     return [
         f"create schema if not exists {_name(database, schema)}",

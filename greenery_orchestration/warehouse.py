@@ -89,7 +89,7 @@ class Warehouse(Protocol):
         incremental models' rows) to add this run's to."""
 
     def publish(
-        self, built: Iterable["Relation"], run_id: str, code_version: str, *, run_started_at: datetime
+        self, built: Iterable["Relation"], run_id: str, code_version: str, *, run_started_at: datetime | None
     ) -> dict[str, int]:
         """Make this run's staged build what readers see, all at once, with a publish-log row
         (the run began at `run_started_at`, naive UTC); returns the row count per table."""

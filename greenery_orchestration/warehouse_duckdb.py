@@ -84,7 +84,7 @@ class DuckDBWarehouse(DuckDBResource):
             wap.stage_snapshots(connection, snapshots)
 
     def publish(
-        self, built: Iterable[wap.Relation], run_id: str, code_version: str, *, run_started_at: datetime
+        self, built: Iterable[wap.Relation], run_id: str, code_version: str, *, run_started_at: datetime | None
     ) -> dict[str, int]:
         with self.get_connection() as connection:
             return wap.publish(connection, built, run_id, code_version, run_started_at=run_started_at)

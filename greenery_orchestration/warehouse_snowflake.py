@@ -105,7 +105,7 @@ class SnowflakeWarehouse(SnowflakeResource):
             wap_snowflake.stage(connection, self.database, _dbt_schemas())
 
     def publish(
-        self, built: Iterable["Relation"], run_id: str, code_version: str, *, run_started_at: datetime
+        self, built: Iterable["Relation"], run_id: str, code_version: str, *, run_started_at: datetime | None
     ) -> dict[str, int]:
         with self.get_connection() as connection:
             published = wap_snowflake.publish(

@@ -71,6 +71,10 @@ def raw_tests() -> dict[str, tuple[str, dg.AssetKey]]:
     }
 
 
+# The gate's step: a run that ran it tested the raw rows loaded before it began (chain/publish.py).
+GATE_STEP = "raw_data_gate"
+
+
 def raw_data_gate() -> dg.AssetChecksDefinition:
     """The gate in front of everything that writes: the warehouse file is whole, every raw source
     with thresholds is fresh (`dbt source freshness`), and every dbt test on raw tables passes,
@@ -90,7 +94,7 @@ def raw_data_gate() -> dg.AssetChecksDefinition:
         ),
     ]
 
-    @dg.multi_asset_check(specs=specs, name="raw_data_gate", pool=WAREHOUSE_POOL)
+    @dg.multi_asset_check(specs=specs, name=GATE_STEP, pool=WAREHOUSE_POOL)
     def _gate(
         context: dg.AssetCheckExecutionContext,
         config: FreshnessGateConfig,

@@ -7,6 +7,7 @@ import dagster as dg
 
 from greenery_orchestration import wap
 from greenery_orchestration.assets.dbt import dbt_relations, greenery_snapshots
+from greenery_orchestration.assets.sources import GATE_STEP
 from greenery_orchestration.project import dbt_code_version
 from greenery_orchestration.settings import target
 from greenery_orchestration.warehouse import WAREHOUSE_POOL, Warehouse
@@ -43,8 +44,16 @@ def _publish(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Ware
     )
 
 
-def _run_started_at(context: dg.AssetExecutionContext) -> datetime:
-    """When this run began (naive UTC): raw rows loaded since were not all read by its gate."""
+def _run_started_at(context: dg.AssetExecutionContext) -> datetime | None:
+    """When this run began (naive UTC), if its gate ran: it tested every raw row loaded before
+    then, and the next gate reads the rows loaded since (dbt_project/macros/raw_new_rows.sql).
+    None for a run of a few assets without the gate (from the UI): the next gate reads from where
+    the last run with a gate began."""
+    records = context.instance.get_records_for_run(
+        context.run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS, limit=10_000
+    ).records
+    if GATE_STEP not in {record.event_log_entry.step_key for record in records}:
+        return None
     started = context.instance.get_run_record_by_id(context.run.run_id).start_time
     return datetime.fromtimestamp(started, UTC).replace(tzinfo=None)
 

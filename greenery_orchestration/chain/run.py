@@ -7,6 +7,7 @@ import dagster as dg
 
 from greenery_orchestration import alerts, progress
 from greenery_orchestration.assets.dbt import FULL_REFRESH_TAG
+from greenery_orchestration.assets.sources import GATE_STEP
 from greenery_orchestration.chain import guard
 from greenery_orchestration.chain.stages import JOB_NAMES
 from greenery_orchestration.definitions import defs
@@ -32,7 +33,7 @@ def run_chain(
         for job_name in JOB_NAMES:
             run_config = {"loggers": {"progress": {}}}
             if job_name == "greenery_production":
-                run_config["ops"] = {"raw_data_gate": {"config": {"allow_stale": allow_stale}}}
+                run_config["ops"] = {GATE_STEP: {"config": {"allow_stale": allow_stale}}}
             # A stopped run is no failure to alert on; and no job starts after it (guard.Stopped).
             with turn.job() as run_id:
                 result = definitions.resolve_job_def(job_name).execute_in_process(

@@ -161,3 +161,25 @@ def test_the_gate_tests_the_raw_rows_loaded_since_the_last_publishing_run_began(
             "source_not_empty_nor_shrunk_greenery_promos": published["promos"],
         }
     capsys.readouterr()
+
+
+def test_a_run_without_the_gate_leaves_the_rows_loaded_before_it_to_the_next_gate(published, capsys):
+    """A run of a few assets from the UI (here the snapshot and the publish) publishes, but tested
+    no raw row: the next gate still reads every row loaded since the last run that had a gate."""
+    from greenery_orchestration.definitions import defs
+
+    _insert(published["database"], "events", [_event(datetime.now(UTC).replace(tzinfo=None), session_id=None)])
+    result = defs().resolve_job_def("greenery_production").execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        asset_selection=[dg.AssetKey(["snapshots", "orders_snapshot"]), dg.AssetKey(["governance", "publish"])],
+    )
+    assert result.success
+    with duckdb.connect(str(published["database"]), read_only=True) as connection:
+        logged = connection.execute("select run_started_at from ops.publish_log order by published_at").fetchall()
+    assert logged == [(published["started"],), (None,)]
+
+    assert main(["run", "--allow-stale"]) == 1
+
+    with dg.DagsterInstance.get() as instance:
+        assert _failed_checks(instance) == {"source_not_null_greenery_events_session_id": 1}
+    capsys.readouterr()
