@@ -36,7 +36,7 @@ greenery_project.prepare_if_dev()
 # while parsing: its parse is another than that of every other invocation.
 STAGED = {"staged": True}
 # The tests on raw tables and the orders snapshot read every raw row, not only those loaded since
-# the last publishing run began (dbt_project/macros/loaded_since_last_run.sql): what a full refresh asks.
+# they last read them (dbt_project/macros/loaded_since_last_run.sql): what a full refresh asks.
 EVERY_RAW_ROW = {"every_raw_row": True}
 
 

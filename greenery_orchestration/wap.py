@@ -30,9 +30,9 @@ PUBLISH_LOG_COLUMNS = {
     "published_at": "timestamp",
     "code_version": "varchar",
     "row_counts": "varchar",  # JSON: {"raw.events": 32000, ...}
-    # When the publishing run began: it read the raw rows loaded before then, and the next run's
-    # gate and orders snapshot read those loaded since (dbt_project/macros/loaded_since_last_run.sql).
-    # Null in older rows.
+    # When the publishing run began, if it ran the gate: that tested the raw rows loaded before
+    # then, and the next gate reads those loaded since (dbt_project/macros/loaded_since_last_run.sql).
+    # Null for a run of a few assets without the gate, and in older rows.
     "run_started_at": "timestamp",
 }
 

@@ -302,13 +302,15 @@ def test_snapshot_twice_gives_exactly_the_updated_orders_a_second_version(built,
     assert emulated.query("select count(*), count(distinct order_id) from snapshots.orders_snapshot") == [(orders, orders)]
 
     updates = order_updates(built.tables["orders"], built.course)
+    loaded_at = load_time()  # stamped as a load writes them: the snapshot reads the orders loaded since
     with emulated.connection() as connection:
         cursor = connection.cursor()
         for row in updates.itertuples():
             cursor.execute(
                 "update raw.orders set tracking_id = %s, shipping_service = %s, estimated_delivery_at = %s, "
-                "status = %s where order_id = %s",
-                (row.tracking_id, row.shipping_service, row.estimated_delivery_at.to_pydatetime(), row.status, row.order_id),
+                "status = %s, _loaded_at = %s where order_id = %s",
+                (row.tracking_id, row.shipping_service, row.estimated_delivery_at.to_pydatetime(), row.status,
+                 loaded_at, row.order_id),
             )
             assert cursor.rowcount == 1
     changed = emulated.dbt("snapshot")

@@ -110,7 +110,7 @@ def raw_data_gate() -> dg.AssetChecksDefinition:
         for key in freshness_criteria():
             yield _freshness_result(key, by_key.get(key), config.allow_stale)
         # `cautious`: the tests on raw tables alone, not the marts' reconciliations with raw. They
-        # read the rows loaded since the last publishing run began, or every row on a full refresh.
+        # read the rows loaded since the last run with a gate began, or every row on a full refresh.
         every_row = dbt_vars(EVERY_RAW_ROW if is_full_refresh(context.run) else {})
         invocation = dbt.cli(
             ["test", "--select", "source:*", "--indirect-selection", "cautious", *every_row], raise_on_error=False
