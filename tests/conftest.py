@@ -122,7 +122,7 @@ def alert_inbox(monkeypatch):
 @dataclass
 class CourseRun:
     warehouse: Path
-    alerts: AlertInbox
+    alerts: list[dict]  # what the run posted to its webhook
     dagster_home: Path
 
     def instance(self):
@@ -132,21 +132,35 @@ class CourseRun:
 
 
 @pytest.fixture(scope="session")
-def course_run(course_data, tmp_path_factory) -> CourseRun:
-    """The course data loaded and `greenery run --allow-stale` done, once a session."""
+def course_run(course_data, tmp_path_factory, worker_id) -> CourseRun:
+    """The course data loaded and `greenery run --allow-stale` done once per test session: the
+    first xdist worker to need it runs it, the others wait and read the same files (read only)."""
+    from filelock import FileLock
+
     from greenery_orchestration.cli import main
 
-    folder = tmp_path_factory.mktemp("course_warehouse")
-    home = tmp_path_factory.mktemp("course_dagster_home")
-    shutil.copy(REPO_DIR / "dagster.yaml", home / "dagster.yaml")
-    inbox = AlertInbox()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DAGSTER_HOME", str(home))  # its own instance: other tests' runs stay out
-        patch.setenv("GREENERY_WAREHOUSE_DIR", str(folder))
-        patch.setenv("GREENERY_DOCS_DIR", str(folder / "docs-site"))
-        patch.setenv("GREENERY_ALERT_URLS", inbox.url)
-        assert main(["load-csv", str(course_data)]) == 0
-        assert main(["run", "--allow-stale"]) == 0  # the course data ends in February 2021
-    yield CourseRun(folder, inbox, home)
-    inbox.server.shutdown()
-    inbox.server.server_close()
+    session = tmp_path_factory.getbasetemp()
+    folder = (session if worker_id == "master" else session.parent) / "course_run"
+    run = CourseRun(folder / "warehouse", [], folder / "dagster_home")
+    received = folder / "alerts.json"
+    with FileLock(f"{folder}.lock"):
+        if not received.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            run.dagster_home.mkdir(parents=True)
+            run.warehouse.mkdir()
+            shutil.copy(REPO_DIR / "dagster.yaml", run.dagster_home / "dagster.yaml")
+            inbox = AlertInbox()
+            try:
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setenv("DAGSTER_HOME", str(run.dagster_home))  # its own instance: other tests' runs stay out
+                    patch.setenv("GREENERY_WAREHOUSE_DIR", str(run.warehouse))
+                    patch.setenv("GREENERY_DOCS_DIR", str(run.warehouse / "docs-site"))
+                    patch.setenv("GREENERY_ALERT_URLS", inbox.url)
+                    assert main(["load-csv", str(course_data)]) == 0
+                    assert main(["run", "--allow-stale"]) == 0  # the course data ends in February 2021
+            finally:
+                inbox.server.shutdown()
+                inbox.server.server_close()
+            received.write_text(json.dumps(inbox.received))
+    run.alerts.extend(json.loads(received.read_text()))
+    return run

@@ -35,11 +35,22 @@
     ),
     {%- set events = 'open_path_events' %}
     {%- endif %}
-    path_starts as (
+    {#- Who a path belongs to, apart: the steps below carry only its id and times, so their joins
+        and groups stay narrow (string ids carried through every step ran DuckDB out of memory
+        at 100M events). #}
+    path_units as (
         select
             {{ path }} as path_id,
             min({{ unit }}) as unit_id,
-            min(user_id) as user_id,
+            min(user_id) as user_id
+        from {{ events }}
+        where event_type in ({{ _quoted_list(steps[:1] if ordered else steps) }})
+        group by {{ path }}
+    ),
+
+    path_starts as (
+        select
+            {{ path }} as path_id,
             min(created_at) as started_at,
             min(created_at) as reached_at
         from {{ events }}
@@ -54,8 +65,6 @@
         {%- else %}
         select
             previous.path_id,
-            previous.unit_id,
-            previous.user_id,
             previous.started_at,
             {% if ordered -%}
             min(step_events.created_at)
@@ -70,21 +79,17 @@
             {%- if window != 'session' %}
             and step_events.created_at <= {{ dbt.dateadd('minute', window, 'previous.started_at') }}
             {%- endif %}
-        group by previous.path_id, previous.unit_id, previous.user_id, previous.started_at, previous.reached_at
+        group by previous.path_id, previous.started_at, previous.reached_at
         {%- endif %}
     ),
     {%- endfor %}
 
-    reached as (
+    steps_reached as (
         {%- for step in steps %}
         select
-            '{{ name }}' as funnel_name,
-            '{{ unit[:-3] }}' as counting_unit,
             {{ loop.index }} as step_number,
             '{{ step }}' as funnel_step,
             path_id,
-            unit_id,
-            user_id,
             started_at,
             reached_at
         from step_{{ loop.index }}
@@ -92,6 +97,21 @@
         union all
         {%- endif %}
         {%- endfor %}
+    ),
+
+    reached as (
+        select
+            '{{ name }}' as funnel_name,
+            '{{ unit[:-3] }}' as counting_unit,
+            steps_reached.step_number,
+            steps_reached.funnel_step,
+            steps_reached.path_id,
+            path_units.unit_id,
+            path_units.user_id,
+            steps_reached.started_at,
+            steps_reached.reached_at
+        from steps_reached
+        inner join path_units on steps_reached.path_id = path_units.path_id
     )
 
     select * from reached

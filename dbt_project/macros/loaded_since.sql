@@ -14,10 +14,9 @@
         {{ return(none) }}
     {%- endif -%}
     {%- set marker = load_marker(source_name, table_name) -%}
-    {%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
     {%- set keys -%}
         select distinct {{ key }} from {{ relation }}
-        {%- if marker | lower in columns %}
+        {%- if marker | lower in lowercase_columns(relation) %}
         where {{ marker }} > {{ dbt.dateadd('hour', -var('lookback_hours'), timestamp_literal(since)) }}
         {%- endif %}
     {%- endset -%}

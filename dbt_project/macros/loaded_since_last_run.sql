@@ -20,7 +20,7 @@
         {{ return(none) }}
     {%- endif -%}
     {%- set source = graph.sources[model.depends_on.nodes | select('in', graph.sources) | first] -%}
-    {%- set marker = (source.columns.values() | selectattr('meta.load_marker') | first).name -%}
+    {%- set marker = load_marker(source.source_name, source.name) -%}
     {%- if marker not in lowercase_columns(relation) -%}
         {{ return(none) }}
     {%- endif -%}

@@ -82,13 +82,13 @@ def tests_on_raw_tables(manifest: dict) -> dict[str, dict]:
     }
 
 
+def is_incremental(node: Mapping[str, Any]) -> bool:
+    return node["resource_type"] == "model" and node["config"].get("materialized") == "incremental"
+
+
 def incremental_models(manifest: dict) -> list[str]:
     """Every incremental model's published relation, `schema.name` in lower case."""
-    return sorted(
-        f"{node['schema']}.{node['alias']}".lower()
-        for node in manifest["nodes"].values()
-        if node["resource_type"] == "model" and node["config"].get("materialized") == "incremental"
-    )
+    return sorted(f"{node['schema']}.{node['alias']}".lower() for node in manifest["nodes"].values() if is_incremental(node))
 
 
 _MANIFEST = json.loads(greenery_project.manifest_path.read_text())

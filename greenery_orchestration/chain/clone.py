@@ -4,7 +4,7 @@ from collections.abc import Iterator, Sequence
 
 import dagster as dg
 
-from greenery_orchestration.assets.dbt import unique_key
+from greenery_orchestration.assets.dbt import is_incremental, unique_key
 from greenery_orchestration.assets.sources import raw_manifest
 from greenery_orchestration.chain.masking import pii_columns
 from greenery_orchestration.marts import BUILD_STAMP
@@ -49,7 +49,7 @@ def table_changes(manifest: dict) -> dict[str, Changes]:
     table with a column declared `meta: {load_marker: true}` (appended to)."""
     changes = {}
     for node in manifest["nodes"].values():
-        if node["resource_type"] == "model" and node["config"].get("materialized") == "incremental":
+        if is_incremental(node):
             changes[f"{node['schema']}.{node['alias']}"] = Changes(BUILD_STAMP, unique_key(node))
     for source in manifest["sources"].values():
         markers = [name for name, column in source["columns"].items() if is_load_marker(column)]

@@ -44,7 +44,7 @@ def test_stale_raw_data_stops_the_chain_before_masking_and_alerts(warehouse, cou
 
 
 def test_allow_stale_builds_and_alerts_a_warning(course_run):
-    (alert,) = [a for a in course_run.alerts.received if "greenery_production" in a["title"]]
+    (alert,) = [a for a in course_run.alerts if "greenery_production" in a["title"]]
     assert alert["type"] == "warning"
     assert "succeeded with warnings" in alert["message"]
     assert "WARN check source_freshness on raw/events" in alert["message"]

@@ -31,31 +31,18 @@ def _execute(snowflake_server, database: str, *statements: str) -> None:
 
 def test_generated_data_incremental_runs_equal_a_full_refresh(account, snowflake_server, tmp_path):
     """sample, run, sample --append, run: what the incremental models kept equals a full refresh
-    of the same raw rows (dbt in another database of the account, from per-table clones). The
-    appended orders, their items and the new users arrive only after a run over the events that
-    name them (which fails, publishing nothing), and an order built before ships meanwhile."""
+    of the same raw rows (dbt in another database of the account, from per-table clones), and an
+    order built before ships meanwhile. (Rows delivered late, after a build over the events naming
+    them, are compared on the Snowflake SQL in tests/test_snowflake.py, and on DuckDB.)"""
     for command in (["sample", "--days", "2", "--sessions-per-day", "150"], ["run"],
                     ["sample", "--append", "--hours", "3", "--sessions-per-day", "400"]):
         done = account(*command)
         assert done.returncode == 0, (command, done.stdout[-4000:], done.stderr[-3000:])
-    held = ("orders", "order_items", "users")  # the rows the append added
-    newest = "_loaded_at = (select max(_loaded_at) from raw.{table})"
-    _execute(snowflake_server, account.database, *(
-        statement for table in held for statement in (
-            f"create table raw.{table}_held as select * from raw.{table} where {newest.format(table=table)}",
-            f"delete from raw.{table} where {newest.format(table=table)}",
-        )))
-    done = account("run")
-    assert done.returncode == 1, done.stdout[-4000:]  # events name orders not delivered yet
     changed = "(select min(order_id) from raw.orders where status = 'preparing')"
     now = f"cast('{load_time():%Y-%m-%d %H:%M:%S.%f}' as timestamp_ntz)"  # as a loader stamps it
-    _execute(snowflake_server, account.database, *(
-        statement for table in held for statement in (
-            f"insert into raw.{table} select * exclude (_loaded_at), {now} from raw.{table}_held",
-            f"drop table raw.{table}_held",
-        )
-    ), f"update raw.orders set status = 'shipped', tracking_id = 'late-tracking', shipping_service = 'ups', "
-       f"_loaded_at = {now} where order_id = {changed}")
+    _execute(snowflake_server, account.database,
+             f"update raw.orders set status = 'shipped', tracking_id = 'late-tracking', shipping_service = 'ups', "
+             f"_loaded_at = {now} where order_id = {changed}")
     done = account("run")
     assert done.returncode == 0, done.stdout[-4000:]
     assert "rebuilding the incremental models from scratch" not in done.stdout  # an append: incremental
