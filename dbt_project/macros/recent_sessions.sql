@@ -8,9 +8,14 @@
    the new data, not all of it. `sessions` holds session_started_at for the sessions built so
    far. A session it does not know has only events that arrived since the last run, and those
    (like every late event) are newer than the watermark minus the lookback. Shipping notices,
-   days after their session, are not session activity here, as in both models. `also_sessions`
-   (a select of session_id) names more sessions to rebuild whole, whatever their events' age. #}
-{% macro events_of_recent_sessions(events, watermark, sessions, also_sessions=none) -%}
+   days after their session, are not session activity here, as in both models. `also_where`
+   (a condition on the columns of `sessions`) names more sessions to rebuild whole, whatever their
+   events' age.
+
+   The earliest start is two look-ups, one per kind of session, each a semi-join on its own key:
+   right after a first load, every session with an order is one to rebuild, and one union of
+   both kinds of session id (~10M strings at 100M events) ran out of DuckDB's memory. #}
+{% macro events_of_recent_sessions(events, watermark, sessions, also_where=none) -%}
     {%- if is_incremental() -%}
     {%- set since = lookback_start(watermark) -%}
     {%- if since is none -%}
@@ -19,24 +24,25 @@
     {%- set recent -%}
         select session_id from {{ ref('stg_greenery__events') }}
         where event_type != 'package_shipped' and created_at > {{ timestamp_literal(since) }}
-        {%- if also_sessions %}
-        union
-        {{ also_sessions }}
-        {%- endif %}
     {%- endset -%}
-    {%- set started = _first_value(
+    {%- set starts = [since, _first_value(
         "select min(session_started_at) from " ~ sessions ~ " where session_id in (" ~ recent ~ ")"
-    ) -%}
-    {%- set earliest = [since, started] | reject('none') | min -%}
+    )] -%}
+    {%- if also_where -%}
+        {%- do starts.append(_first_value(
+            "select min(session_started_at) from " ~ sessions ~ " where " ~ also_where
+        )) -%}
+    {%- endif -%}
+    {%- set earliest = starts | reject('none') | min -%}
     select {{ events }}.*
     from {{ events }}
     inner join (
         select distinct session_id
         from {{ events }}
         where created_at > {{ timestamp_literal(since) }}
-        {%- if also_sessions %}
+        {%- if also_where %}
         union
-        {{ also_sessions }}
+        select session_id from {{ sessions }} where {{ also_where }}
         {%- endif %}
     ) as recent_sessions on {{ events }}.session_id = recent_sessions.session_id
     where {{ events }}.created_at >= {{ timestamp_literal(earliest) }}

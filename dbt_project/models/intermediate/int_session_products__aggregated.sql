@@ -21,14 +21,11 @@ order_items as (
 
 {#- Items of an order may arrive after its checkout: its session is rebuilt when they do. #}
 {%- set late_items = keys_loaded_since_last_build('greenery', 'order_items', 'order_id') %}
-{%- set sessions_of_late_items -%}
-    select session_id from {{ ref('int_sessions__aggregated') }} where order_id in ({{ late_items }})
-{%- endset %}
 
 events_of_sessions as (
     {{ events_of_recent_sessions(
         'events', 'last_event_at', sessions=ref('int_sessions__aggregated'),
-        also_sessions=sessions_of_late_items if late_items is not none else none,
+        also_where='order_id in (' ~ late_items ~ ')' if late_items is not none else none,
     ) }}
 ),
 
