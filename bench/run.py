@@ -132,10 +132,10 @@ def generate(path: Path, events: int, seed: int) -> dict:
     hour, as appends never pass now): write_sample for the first day, append_sample (24 h after
     the newest event) for the rest. Runs in its own process.
 
-    Each day's load is stamped (load marker and load log) at the end of its day, as a daily loader
-    would have stamped it: the history is then what a scheduled run finds, the last day's load in
-    its lookback (lookback_hours), not every row loaded minutes before the first build (a first
-    bulk load, whose next run rebuilds what it loaded)."""
+    Each day's load is stamped (load marker and load log) an hour after its day ended, as a daily
+    loader would have stamped it: the +1% run then finds what a scheduled run finds, the last
+    day's load within its lookback (lookback_hours), not every row loaded minutes before the first
+    build (a first bulk load, whose next run rebuilds what it loaded)."""
     days = max(3, -(-events // CHUNK_EVENTS))
     sessions_per_day = max(1, round(events / days / EVENTS_PER_SESSION))
     code = f"""
@@ -146,13 +146,13 @@ from greenery_orchestration.rawdata import load_csv, sample
 from greenery_orchestration.rawdata.sample import append_sample, write_sample
 path, days, spd = Path({str(path)!r}), {days}, {sessions_per_day}
 end = datetime.now(UTC) - timedelta(days=days - 1, hours=1)
-day_end = [end.replace(tzinfo=None)]
-load_csv.load_time = sample.load_time = lambda: day_end[0]
+loaded_at = [end.replace(tzinfo=None) + timedelta(hours=1)]
+load_csv.load_time = sample.load_time = lambda: loaded_at[0]
 start = time.perf_counter()
 counts = write_sample(path, seed={seed}, sessions_per_day=spd, days=1, end=end)
 events = counts["events"]
 for _ in range(days - 1):
-    day_end[0] += timedelta(days=1)
+    loaded_at[0] += timedelta(days=1)
     events += append_sample(path, seed={seed}, hours=24, sessions_per_day=spd)["events"]
 print(json.dumps({{"events": events, "seconds": time.perf_counter() - start}}))
 """
