@@ -1,11 +1,16 @@
 {# The distinct `key` values of the rows of source `source_name.table_name` loaded since this
-   incremental model's newest build began, minus lookback_hours, as a select; none on a full build
-   or while the model is empty. A row's load marker (the raw column declared `meta: {load_marker:
-   true}`) is its load's time: a later delivery of a row the model read before, an order updated
-   in place, a row named before it arrived. The lookback covers a load stamped before a build
-   began that committed after the build read the raw tables (Snowflake commits beside a running
-   build); rows loaded before the marker existed are null and long built. A raw table from before
-   the marker (no load since the upgrade gave it the column) gives every key. #}
+   incremental model's newest build began, as a select; none on a full build or while the model is
+   empty. A row's load marker (the raw column declared `meta: {load_marker: true}`) is its load's
+   time: a later delivery of a row the model read before, an order updated in place, a row named
+   before it arrived. Rows loaded before the marker existed are null and long built. A raw table
+   from before the marker (no load since the upgrade gave it the column) gives every key.
+
+   On Snowflake a load commits beside a running build, so the bound goes back lookback_hours
+   more: a load stamped before a build began may have committed after the build read the raw
+   tables. DuckDB has one writer per file and a loader stamps its load while it holds the file,
+   so a load stamped before a build began committed before the build could open the file, and it
+   read it. There the bound has no lookback: with one, the run after a first load of 100M events
+   took every row as new and ran out of memory. #}
 {% macro keys_loaded_since_last_build(source_name, table_name, key) -%}
     {#- source() first: dbt records the dependency when it parses, where nothing is incremental. #}
     {%- set relation = source(source_name, table_name) -%}
@@ -14,10 +19,14 @@
         {{ return(none) }}
     {%- endif -%}
     {%- set marker = load_marker(source_name, table_name) -%}
+    {%- set bound = timestamp_literal(since) -%}
+    {%- if target.type != 'duckdb' -%}
+        {%- set bound = dbt.dateadd('hour', -var('lookback_hours'), bound) -%}
+    {%- endif -%}
     {%- set keys -%}
         select distinct {{ key }} from {{ relation }}
         {%- if marker | lower in lowercase_columns(relation) %}
-        where {{ marker }} > {{ dbt.dateadd('hour', -var('lookback_hours'), timestamp_literal(since)) }}
+        where {{ marker }} > {{ bound }}
         {%- endif %}
     {%- endset -%}
     {{ return(keys) }}

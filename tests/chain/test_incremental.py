@@ -239,3 +239,27 @@ def test_raw_orders_from_before_the_load_marker_rebuild_every_order(tmp_path):
     orders = _rows(tmp_path, "marts.fct_orders")
     assert (orders.order_status == "delivered").sum() == delivered > 0
     assert orders.is_delivered.sum() == delivered
+
+
+def test_the_run_after_a_first_load_rebuilds_only_the_orders_loaded_since(tmp_path):
+    """DuckDB has one writer per file: a load stamped before a build began was read by it. The
+    next build rebuilds the orders of the loads after it, not every order of a first load made
+    minutes (within lookback_hours) before the first build."""
+    tables = sample_tables(seed=11, days=2, sessions_per_day=200, end=datetime.now(UTC))
+    deliveries = sliced_tables(tables, sliced_events(tables["events"]))
+    first, second = deliveries.rows[:2]
+    _deliver(tmp_path, first, first=True)
+    _dbt_build(tmp_path, tmp_path, "--exclude", "test_name:relationships", "test_name:relationships_in_source")
+    _deliver(tmp_path, second, first=False)
+    _dbt_build(tmp_path, tmp_path, "--exclude", "test_name:relationships", "test_name:relationships_in_source")
+
+    loaded_since = {*second["orders"]["order_id"].to_pylist(), *second["order_items"]["order_id"].to_pylist()}
+    orders = _rows_with_builds(tmp_path, "marts.fct_orders")
+    rebuilt = set(orders.order_id[orders.dbt_updated_at == orders.dbt_updated_at.max()])
+    assert len(orders) > len(loaded_since) > 0
+    assert rebuilt == loaded_since & set(orders.order_id)
+
+
+def _rows_with_builds(folder: Path, relation: str) -> pd.DataFrame:
+    with duckdb.connect(str(folder / "prod.duckdb"), read_only=True) as connection:
+        return connection.execute(f"select * from {relation}").df()
