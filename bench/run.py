@@ -31,6 +31,9 @@ PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 EVENTS_PER_SESSION = 6.2  # measured: ~3.2 page views, 1.7 adds, 0.62 checkouts, ~0.6 shipments
 CHUNK_EVENTS = 3_000_000  # at most this many events generated at once (~0.43 GB per million)
+# Disk a size needs at its fullest, the +1% run: prod, dev and ci (~234 bytes per event each after
+# a first run at 100M, 2026-12-04, each growing ~17% in the +1% run) and the raw source (~72).
+DISK_BYTES_PER_EVENT = 900
 GIB = 1024**3
 
 TARGETS = {  # at 100M events, on 2 cores
@@ -875,6 +878,11 @@ def main(argv=None) -> int:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
+    free = shutil.disk_usage(workdir).free
+    for events in sizes:
+        if events * DISK_BYTES_PER_EVENT > free:
+            raise SystemExit(f"bench: {label(events)} events need ~{events * DISK_BYTES_PER_EVENT / 1e9:.0f} GB "
+                             f"free under {workdir}, and {free / 1e9:.0f} GB are")
     if args.duckdb_memory_limit:
         os.environ["GREENERY_DUCKDB_MEMORY_LIMIT"] = args.duckdb_memory_limit
     # Parse the dbt project first, as `greenery` does: the bare chain's Python steps import the
