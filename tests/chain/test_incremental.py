@@ -66,10 +66,14 @@ def _marts(folder: Path) -> list[str]:
             "select table_name from information_schema.tables where table_schema = 'marts'").fetchall())
 
 
+def _rows_with_builds(folder: Path, relation: str) -> pd.DataFrame:
+    with duckdb.connect(str(folder / "prod.duckdb"), read_only=True) as connection:
+        return connection.execute(f"select * from {relation}").df()
+
+
 def _rows(folder: Path, relation: str) -> pd.DataFrame:
     """Every row, without the columns that say when it was built."""
-    with duckdb.connect(str(folder / "prod.duckdb"), read_only=True) as connection:
-        frame = connection.execute(f"select * from {relation}").df()
+    frame = _rows_with_builds(folder, relation)
     frame = frame.drop(columns=[c for c in ("updated_at", "dbt_updated_at") if c in frame.columns])
     return frame.sort_values(list(frame.columns)).reset_index(drop=True)
 
@@ -258,8 +262,3 @@ def test_the_run_after_a_first_load_rebuilds_only_the_orders_loaded_since(tmp_pa
     rebuilt = set(orders.order_id[orders.dbt_updated_at == orders.dbt_updated_at.max()])
     assert len(orders) > len(loaded_since) > 0
     assert rebuilt == loaded_since & set(orders.order_id)
-
-
-def _rows_with_builds(folder: Path, relation: str) -> pd.DataFrame:
-    with duckdb.connect(str(folder / "prod.duckdb"), read_only=True) as connection:
-        return connection.execute(f"select * from {relation}").df()
