@@ -17,36 +17,48 @@ steps as (
     {{ funnel_steps('sessions') }}
 ),
 
+{#- Steps nest (a session reaches a step only after the one before it), so a session counts on
+    every step up to its furthest: one row per session, its dimensions counted per furthest step,
+    and no join of the sessions back to their steps (at 70M events that join of string ids ran
+    DuckDB out of memory). #}
+furthest_steps as (
+    select
+        max(case when step_number = 1 then user_id end) as user_id,
+        min(case when step_number = 1 then started_at end) as started_at,
+        max(step_number) as furthest_step
+    from reached
+    group by path_id
+    having min(step_number) = 1
+),
+
 sessions as (
     select
-        reached.path_id as session_id,
+        furthest_steps.furthest_step,
         case
-            when users.first_ordered_at < reached.started_at then 'returning_buyer' else 'new_buyer'
+            when users.first_ordered_at < furthest_steps.started_at then 'returning_buyer' else 'new_buyer'
         end as buyer_type,
         coalesce(users.state, 'unknown') as state,
         case when users.is_high_volume_user then 'true' else 'false' end as is_high_volume_user
-    from reached
-    left join users on reached.user_id = users.user_id
-    where reached.step_number = 1
+    from furthest_steps
+    left join users on furthest_steps.user_id = users.user_id
 ),
 
 session_dimensions as (
-    select session_id, 'buyer_type' as dimension, buyer_type as dimension_value from sessions
+    select furthest_step, 'buyer_type' as dimension, buyer_type as dimension_value from sessions
     union all
-    select session_id, 'state', state from sessions
+    select furthest_step, 'state', state from sessions
     union all
-    select session_id, 'is_high_volume_user', is_high_volume_user from sessions
+    select furthest_step, 'is_high_volume_user', is_high_volume_user from sessions
 ),
 
-sessions_per_value_and_step as (
+sessions_per_value_and_furthest_step as (
     select
-        session_dimensions.dimension,
-        session_dimensions.dimension_value,
-        reached.step_number,
+        dimension,
+        dimension_value,
+        furthest_step,
         count(*) as sessions
     from session_dimensions
-    inner join reached on session_dimensions.session_id = reached.path_id
-    group by session_dimensions.dimension, session_dimensions.dimension_value, reached.step_number
+    group by dimension, dimension_value, furthest_step
 ),
 
 counted as (
@@ -55,13 +67,14 @@ counted as (
         dimension_values.dimension_value,
         steps.step_number,
         steps.funnel_step,
-        coalesce(sessions_per_value_and_step.sessions, 0) as sessions
-    from (select distinct dimension, dimension_value from session_dimensions) as dimension_values
+        coalesce(sum(sessions_per_value_and_furthest_step.sessions), 0) as sessions
+    from (select distinct dimension, dimension_value from sessions_per_value_and_furthest_step) as dimension_values
     cross join steps
-    left join sessions_per_value_and_step
-        on dimension_values.dimension = sessions_per_value_and_step.dimension
-        and dimension_values.dimension_value = sessions_per_value_and_step.dimension_value
-        and steps.step_number = sessions_per_value_and_step.step_number
+    left join sessions_per_value_and_furthest_step
+        on dimension_values.dimension = sessions_per_value_and_furthest_step.dimension
+        and dimension_values.dimension_value = sessions_per_value_and_furthest_step.dimension_value
+        and sessions_per_value_and_furthest_step.furthest_step >= steps.step_number
+    group by dimension_values.dimension, dimension_values.dimension_value, steps.step_number, steps.funnel_step
 ),
 
 final as (

@@ -21,15 +21,37 @@ step_pairs as (
     inner join steps as to_steps on from_steps.step_number < to_steps.step_number
 ),
 
-conversions as (
+{#- One row per session with when it reached each step, rather than a join of the sessions'
+    steps with each other on their string ids (the pattern that ran DuckDB out of memory in
+    fct_funnel_breakdown at 70M events). #}
+{%- set step_count = var('funnels')['sessions']['steps'] | length %}
+reached_at_per_step as (
     select
-        from_steps.step_number as from_step_number,
-        to_steps.step_number as to_step_number,
-        {{ dbt.datediff('from_steps.reached_at', 'to_steps.reached_at', 'second') }} as seconds
-    from reached as from_steps
-    inner join reached as to_steps
-        on from_steps.path_id = to_steps.path_id
-        and from_steps.step_number < to_steps.step_number
+        {%- for step_number in range(1, step_count + 1) %}
+        max(case when step_number = {{ step_number }} then reached_at end) as reached_step_{{ step_number }}
+        {%- if not loop.last %},{% endif %}
+        {%- endfor %}
+    from reached
+    group by path_id
+),
+
+conversions as (
+    {%- if step_count < 2 %}
+    select 1 as from_step_number, 2 as to_step_number, 0 as seconds where false
+    {%- endif %}
+    {%- for from_step in range(1, step_count + 1) %}
+    {%- for to_step in range(from_step + 1, step_count + 1) %}
+    {%- if not (loop.first and from_step == 1) %}
+    union all
+    {%- endif %}
+    select
+        {{ from_step }} as from_step_number,
+        {{ to_step }} as to_step_number,
+        {{ dbt.datediff('reached_step_' ~ from_step, 'reached_step_' ~ to_step, 'second') }} as seconds
+    from reached_at_per_step
+    where reached_step_{{ from_step }} is not null and reached_step_{{ to_step }} is not null
+    {%- endfor %}
+    {%- endfor %}
 ),
 
 times_per_pair as (
