@@ -5,12 +5,16 @@
     on_schema_change='fail',
 ) }}
 
+{#- The events loaded since the newest build (their load marker), however late they happened:
+    the delta is the new events alone. An event-time lookback rewrote the last lookback_hours of
+    events on every run, 8x the new ones after +1% events at 10M. #}
+{%- set loaded = keys_loaded_since_last_build('greenery', 'events', 'event_id') %}
+
 with events as (
     select * from {{ ref('stg_greenery__events') }}
-    {% if is_incremental() %}{% set since = lookback_start('created_at') %}{% if since is not none %}
-    -- New events, and late ones up to lookback_hours behind the newest already here.
-    where created_at > {{ timestamp_literal(since) }}
-    {% endif %}{% endif %}
+    {%- if loaded %}
+    where event_id in ({{ loaded }})
+    {%- endif %}
 ),
 
 final as (
