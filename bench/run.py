@@ -365,7 +365,8 @@ clone(w / "prod.duckdb", [w / "dev.duckdb", w / "ci.duckdb"], pii_columns(manife
 
 
 def dbt_timings(target: Path) -> dict:
-    """From run_results.json: wall time of the invocation, and the summed node time."""
+    """From run_results.json: wall time of the invocation, the summed node time, and the slowest
+    nodes (where a step's time goes)."""
     path = target / "run_results.json"
     if not path.exists():
         path = target / "sources.json"  # dbt source freshness
@@ -377,7 +378,11 @@ def dbt_timings(target: Path) -> dict:
     for r in data.get("results", []):
         kind = r["unique_id"].split(".")[0]
         by_type[kind] = by_type.get(kind, 0) + (r.get("execution_time") or 0)
-    return {"elapsed": data.get("elapsed_time"), "nodes": len(nodes), "node_seconds": sum(nodes), "by_type": by_type}
+    slowest = sorted(((r.get("execution_time") or 0, r["unique_id"]) for r in data.get("results", [])), reverse=True)
+    return {
+        "elapsed": data.get("elapsed_time"), "nodes": len(nodes), "node_seconds": sum(nodes), "by_type": by_type,
+        "slowest": {unique_id: round(seconds, 2) for seconds, unique_id in slowest[:10]},
+    }
 
 
 # --------------------------------------------------------------------------- the floor
