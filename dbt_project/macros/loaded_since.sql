@@ -12,6 +12,17 @@
    read it. There the bound has no lookback: with one, the run after a first load of 100M events
    took every row as new and ran out of memory. #}
 {% macro keys_loaded_since_last_build(source_name, table_name, key) -%}
+    {%- set loaded = loaded_since_last_build(source_name, table_name) -%}
+    {%- if loaded is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return('select distinct ' ~ key ~ ' from ' ~ source(source_name, table_name) ~ ' where ' ~ loaded) }}
+{%- endmacro %}
+
+{# The condition on the rows of that source loaded since this model's newest build began (see
+   above), as SQL: `true` for a raw table from before its load marker; none on a full build or
+   while the model is empty. #}
+{% macro loaded_since_last_build(source_name, table_name) -%}
     {#- source() first: dbt records the dependency when it parses, where nothing is incremental. #}
     {%- set relation = source(source_name, table_name) -%}
     {%- set since = last_build_started_at() if is_incremental() else none -%}
@@ -19,17 +30,14 @@
         {{ return(none) }}
     {%- endif -%}
     {%- set marker = load_marker(source_name, table_name) -%}
+    {%- if marker | lower not in lowercase_columns(relation) -%}
+        {{ return('true') }}
+    {%- endif -%}
     {%- set bound = timestamp_literal(since) -%}
     {%- if target.type != 'duckdb' -%}
         {%- set bound = dbt.dateadd('hour', -var('lookback_hours'), bound) -%}
     {%- endif -%}
-    {%- set keys -%}
-        select distinct {{ key }} from {{ relation }}
-        {%- if marker | lower in lowercase_columns(relation) %}
-        where {{ marker }} > {{ bound }}
-        {%- endif %}
-    {%- endset -%}
-    {{ return(keys) }}
+    {{ return(marker ~ ' > ' ~ bound) }}
 {%- endmacro %}
 
 {# The load marker column of a source table, as its YAML declares it. #}

@@ -4,11 +4,12 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from greenery_orchestration.assets.dbt import INCREMENTAL_MODELS
 from greenery_orchestration.cli import main
@@ -262,3 +263,25 @@ def test_the_run_after_a_first_load_rebuilds_only_the_orders_loaded_since(tmp_pa
     rebuilt = set(orders.order_id[orders.dbt_updated_at == orders.dbt_updated_at.max()])
     assert len(orders) > len(loaded_since) > 0
     assert rebuilt == loaded_since & set(orders.order_id)
+
+
+def test_an_event_later_than_the_lookback_reaches_its_session_without_a_full_refresh(tmp_path):
+    """A page view delivered a day after it happened, long after lookback_hours: the build after
+    its load rebuilds its session from all its events, as fct_events takes the event."""
+    tables = sample_tables(seed=13, days=2, sessions_per_day=100, end=datetime.now(UTC))
+    events = tables["events"].to_pandas()
+    views = events[events.event_type == "page_view"]
+    views_per_session = views.session_id.map(views.groupby("session_id").size())
+    late = views[(views.created_at < events.created_at.max() - timedelta(days=1)) & (views_per_session > 1)].iloc[-1]
+    on_time = pa.Table.from_pandas(events[events.event_id != late.event_id], preserve_index=False)
+    _deliver(tmp_path, {**tables, "events": on_time}, first=True)
+    _dbt_build(tmp_path, tmp_path)
+    _deliver(tmp_path, {"events": pa.Table.from_pandas(events[events.event_id == late.event_id], preserve_index=False)},
+             first=False)
+    _dbt_build(tmp_path, tmp_path)
+
+    session_events = events[(events.session_id == late.session_id) & (events.event_type != "package_shipped")]
+    session = _rows(tmp_path, "marts.fct_sessions").set_index("session_id").loc[late.session_id]
+    assert session.page_views == (session_events.event_type == "page_view").sum() > 1
+    assert session.session_started_at == session_events.created_at.min()
+    assert late.event_id in set(_rows(tmp_path, "marts.fct_events").event_id)

@@ -5,9 +5,6 @@
     on_schema_change='fail',
 ) }}
 
--- The lookback looks up recent sessions in all events (macros/recent_sessions.sql):
--- depends_on: {{ ref('stg_greenery__events') }}
-
 with events as (
     select * from {{ ref('int_customer_events__filtered') }}
     -- Known test accounts are not customers; a session already built keeps its rows until a full
@@ -24,7 +21,7 @@ order_items as (
 
 events_of_sessions as (
     {{ events_of_recent_sessions(
-        'events', 'last_event_at', sessions=ref('int_sessions__aggregated'),
+        'events', sessions=ref('int_sessions__aggregated'),
         also_where='order_id in (' ~ late_items ~ ')' if late_items is not none else none,
     ) }}
 ),

@@ -12,7 +12,7 @@ with events as (
 ),
 
 events_of_sessions as (
-    {{ events_of_recent_sessions('events', 'session_ended_at', sessions=history_relation(this)) }}
+    {{ events_of_recent_sessions('events', sessions=history_relation(this)) }}
 ),
 
 sessions_aggregated as (

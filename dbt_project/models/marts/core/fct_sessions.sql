@@ -7,9 +7,9 @@
 
 with sessions as (
     select * from {{ ref('int_sessions__aggregated') }}
-    {% if is_incremental() %}{% set since = lookback_start('session_ended_at') %}{% if since is not none %}
-    -- Every session the intermediate model rebuilt ends after this.
-    where session_ended_at > {{ timestamp_literal(since) }}
+    {% if is_incremental() %}{% set since = last_build_started_at() %}{% if since is not none %}
+    -- The sessions the intermediate model wrote since this model's newest build.
+    where dbt_updated_at > {{ timestamp_literal(since) }}
     {% endif %}{% endif %}
 ),
 
