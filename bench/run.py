@@ -373,15 +373,14 @@ def dbt_timings(target: Path) -> dict:
     if not path.exists():
         return {}
     data = json.loads(path.read_text())
-    nodes = [r.get("execution_time") or 0 for r in data.get("results", [])]
+    nodes = sorted(((r.get("execution_time") or 0, r["unique_id"]) for r in data.get("results", [])), reverse=True)
     by_type: dict[str, float] = {}
-    for r in data.get("results", []):
-        kind = r["unique_id"].split(".")[0]
-        by_type[kind] = by_type.get(kind, 0) + (r.get("execution_time") or 0)
-    slowest = sorted(((r.get("execution_time") or 0, r["unique_id"]) for r in data.get("results", [])), reverse=True)
+    for seconds, unique_id in nodes:
+        kind = unique_id.split(".")[0]
+        by_type[kind] = by_type.get(kind, 0) + seconds
     return {
-        "elapsed": data.get("elapsed_time"), "nodes": len(nodes), "node_seconds": sum(nodes), "by_type": by_type,
-        "slowest": {unique_id: round(seconds, 2) for seconds, unique_id in slowest[:10]},
+        "elapsed": data.get("elapsed_time"), "nodes": len(nodes), "node_seconds": sum(s for s, _ in nodes),
+        "by_type": by_type, "slowest": {unique_id: round(seconds, 2) for seconds, unique_id in nodes[:10]},
     }
 
 

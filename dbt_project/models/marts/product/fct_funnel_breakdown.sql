@@ -23,12 +23,12 @@ steps as (
     DuckDB out of memory). #}
 furthest_steps as (
     select
-        max(case when step_number = 1 then user_id end) as user_id,
-        min(case when step_number = 1 then started_at end) as started_at,
+        -- The same on every step of a path.
+        min(user_id) as user_id,
+        min(started_at) as started_at,
         max(step_number) as furthest_step
     from reached
     group by path_id
-    having min(step_number) = 1
 ),
 
 sessions as (
