@@ -8,18 +8,19 @@
    window (`any`). So steps nest, and a step never counts more paths than the one before it.
    `unit_id` is what the funnel counts: the session or the user of the path.
 
-   With `since` (an incremental build of the model that holds the paths, `this`), only the paths
-   that events after `since` can change are rebuilt: see _events_of_open_paths. #}
-{% macro funnel_steps_reached(events, since=none) -%}
+   With `new_events` (an incremental build of the model that holds the paths, `this`: the raw
+   events loaded since its newest build, as a relation), only the paths those events can change
+   are rebuilt: see _events_of_open_paths. #}
+{% macro funnel_steps_reached(events, new_events=none) -%}
     {%- for name, funnel in var('funnels').items() %}
     {%- if not loop.first %}
     union all
     {% endif -%}
-    select * from ({{ _funnel_paths(name, funnel, events, since) }}) as {{ name }}
+    select * from ({{ _funnel_paths(name, funnel, events, new_events) }}) as {{ name }}
     {%- endfor %}
 {%- endmacro %}
 
-{% macro _funnel_paths(name, funnel, events, since) -%}
+{% macro _funnel_paths(name, funnel, events, new_events) -%}
     {%- set steps = funnel['steps'] -%}
     {%- set ordered = _funnel_setting(name, funnel, 'order', ['ordered', 'any']) == 'ordered' -%}
     {%- set unit = _funnel_setting(name, funnel, 'unit', ['session', 'user']) ~ '_id' -%}
@@ -29,9 +30,9 @@
     {%- endif -%}
     {%- set path = 'session_id' if window == 'session' else unit -%}
     with
-    {%- if since is not none %}
+    {%- if new_events is not none %}
     open_path_events as (
-        {{ _events_of_open_paths(name, funnel, events, path, since) }}
+        {{ _events_of_open_paths(name, funnel, events, path, new_events) }}
     ),
     {%- set events = 'open_path_events' %}
     {%- endif %}
@@ -117,35 +118,43 @@
     select * from reached
 {%- endmacro %}
 
-{# The events that can change a path of funnel `name` since `since`, as a subquery: every event
-   from the path's start on, of each path with a step event after `since`. A path never built has
-   no step event before `since` that counts (its start is a step event, and late events are
-   newer than `since`, see lookback_start). A window-funnel path whose window closed before
-   `since` keeps its rows: no new event falls in it. The earliest start is looked up first and
-   written as a literal, so the scan skips every older block. #}
-{% macro _events_of_open_paths(name, funnel, events, path, since) -%}
+{# The events that can change a path of funnel `name`, as a subquery: every event from the
+   path's start on, of each path with a step event in `new_events`, however late it happened. A
+   window-funnel path keeps its rows when the new event falls after its window closed (an event
+   that starts the path earlier is not after it). For an `ordered` funnel a path's start is its
+   step-1 row, built before or among the new events. The earliest of those starts is looked up
+   first and written as a literal, so the scan skips every older block. #}
+{% macro _events_of_open_paths(name, funnel, events, path, new_events) -%}
     {%- set window = funnel.get('window', 'session') -%}
     {%- set history = history_relation(this) -%}
+    {%- set new_steps -%}
+        select {{ path }} as path_id, created_at from {{ new_events }} as new_events
+        where event_type in ({{ _quoted_list(funnel['steps']) }})
+    {%- endset -%}
     {%- set new_paths -%}
-        select distinct {{ path }} as path_id from {{ events }}
-        where created_at > {{ timestamp_literal(since) }}
-            and event_type in ({{ _quoted_list(funnel['steps']) }})
+        select distinct new_steps.path_id from ({{ new_steps }}) as new_steps
         {%- if window != 'session' %}
-        except
-        select path_id from {{ history }}
-        where funnel_name = '{{ name }}' and step_number = 1
-            and {{ dbt.dateadd('minute', window, 'started_at') }} < {{ timestamp_literal(since) }}
+        where not exists (
+            select 1 from {{ history }} as built
+            where built.funnel_name = '{{ name }}' and built.step_number = 1
+                and built.path_id = new_steps.path_id
+                and new_steps.created_at > {{ dbt.dateadd('minute', window, 'built.started_at') }}
+        )
         {%- endif %}
     {%- endset -%}
-    {%- set started = _first_value(
-        "select min(started_at) from " ~ history ~ " where funnel_name = '" ~ name
-        ~ "' and step_number = 1 and path_id in (" ~ new_paths ~ ")"
-    ) -%}
-    {%- set earliest = [since, started] | reject('none') | min -%}
+    {%- set starts = [
+        _first_value("select min(created_at) from (" ~ new_steps ~ ") as new_steps"),
+        _first_value(
+            "select min(started_at) from " ~ history ~ " where funnel_name = '" ~ name
+            ~ "' and step_number = 1 and path_id in (" ~ new_paths ~ ")"
+        ),
+    ] | reject('none') | list -%}
     select funnel_events.*
     from {{ events }} as funnel_events
     inner join ({{ new_paths }}) as open_paths on funnel_events.{{ path }} = open_paths.path_id
-    where funnel_events.created_at >= {{ timestamp_literal(earliest) }}
+    {%- if starts %}
+    where funnel_events.created_at >= {{ timestamp_literal(starts | min) }}
+    {%- endif %}
 {%- endmacro %}
 
 {# The steps of every funnel, or of the funnel `name`, reached or not: one row per funnel and step. #}

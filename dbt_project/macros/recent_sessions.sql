@@ -49,15 +49,6 @@
     {%- endif -%}
 {%- endmacro %}
 
-{# The newest `watermark` this incremental model holds (in its history: see is_incremental.sql),
-   minus lookback_hours, as a datetime (none while the model is empty). Written into queries as a
-   literal, not a subquery, so that the scan below it can skip old blocks. #}
-{% macro lookback_start(watermark) -%}
-    {{ return(_first_value(
-        "select " ~ dbt.dateadd('hour', -var('lookback_hours'), 'max(' ~ watermark ~ ')') ~ " from " ~ history_relation(this)
-    )) }}
-{%- endmacro %}
-
 {% macro _first_value(sql) -%}
     {{ return(run_query(sql).columns[0].values()[0]) }}
 {%- endmacro %}

@@ -15,8 +15,8 @@ import pytest
 
 from greenery_orchestration.assets.dbt import relisted_test_accounts
 from greenery_orchestration.settings import DBT_PROJECT_DIR
+from tests.funnels import STEPS, reached_steps
 
-STEPS = ["page_view", "add_to_cart", "checkout"]
 # The one account the course data's drop-off comes from: 219 of its 578 sessions.
 HIGH_VOLUME_USER = "d1f08820-32e6-4a31-abba-5aa533bc15a9"
 
@@ -36,26 +36,6 @@ def events(course_data) -> pd.DataFrame:
     return frame[frame.event_type != "package_shipped"]
 
 
-def _reached(events: pd.DataFrame, path: str, window: timedelta | None = None) -> pd.DataFrame:
-    """When each path (a session or a user) reached each step, ordered: the first page view,
-    then the first add to cart at or after it, then the first checkout at or after that, all
-    within `window` of the first page view when given."""
-    rows = []
-    for path_id, group in events.groupby(path):
-        times = {step: sorted(group.loc[group.event_type == step, "created_at"]) for step in STEPS}
-        if not times["page_view"]:
-            continue
-        started = reached = times["page_view"][0]
-        rows.append((path_id, group.user_id.iloc[0], 1, started, started))
-        for number, step in enumerate(STEPS[1:], start=2):
-            later = [t for t in times[step] if t >= reached and (window is None or t <= started + window)]
-            if not later:
-                break
-            reached = later[0]
-            rows.append((path_id, group.user_id.iloc[0], number, started, reached))
-    return pd.DataFrame(rows, columns=["path_id", "user_id", "step_number", "started_at", "reached_at"])
-
-
 def _rates(counts: list[int]) -> tuple[list, list]:
     previous = [None] + [b / a for a, b in zip(counts, counts[1:])]
     start = [c / counts[0] for c in counts]
@@ -63,7 +43,7 @@ def _rates(counts: list[int]) -> tuple[list, list]:
 
 
 def test_fct_funnel_is_ordered_and_nested_and_still_the_seed_funnel(mart, events):
-    reached = _reached(events, "session_id")
+    reached = reached_steps(events, "session_id")
     counts = [int((reached.step_number == n).sum()) for n in (1, 2, 3)]
     actual = mart("select sessions, conversion_from_previous, conversion_from_start from marts.fct_funnel order by step_number")
 
@@ -75,7 +55,7 @@ def test_fct_funnel_is_ordered_and_nested_and_still_the_seed_funnel(mart, events
 
 
 def test_fct_funnel_users_counts_users_within_7_days_of_their_first_page_view(mart, events):
-    reached = _reached(events, "user_id", window=timedelta(days=7))
+    reached = reached_steps(events, "user_id", window=timedelta(days=7))
     counts = [int((reached.step_number == n).sum()) for n in (1, 2, 3)]
     actual = mart("select step_number, funnel_step, users, conversion_from_previous, drop_off_from_previous, "
                   "conversion_from_start from marts.fct_funnel_users order by step_number")
@@ -98,7 +78,7 @@ def test_fct_funnel_steps_holds_every_declared_funnel(mart):
 
 
 def test_fct_funnel_time_to_convert_from_each_steps_first_event(mart, events):
-    reached = _reached(events, "session_id").pivot(index="path_id", columns="step_number", values="reached_at")
+    reached = reached_steps(events, "session_id").pivot(index="path_id", columns="step_number", values="reached_at")
     actual = mart("select * from marts.fct_funnel_time_to_convert").set_index(["from_step", "to_step"])
 
     assert len(actual) == 3
@@ -125,7 +105,7 @@ def test_dim_users_flags_exactly_the_account_far_outside_the_rest(mart, events):
 
 
 def test_fct_funnel_breakdown_by_buyer_type_state_and_volume(mart, events, course_data):
-    reached = _reached(events, "session_id")
+    reached = reached_steps(events, "session_id")
     orders = pd.read_csv(course_data / "orders.csv", parse_dates=["created_at"])
     users = pd.read_csv(course_data / "users.csv").merge(pd.read_csv(course_data / "addresses.csv"), on="address_id", how="left")
     first_order = orders.groupby("user_id").created_at.min()
@@ -183,7 +163,7 @@ def test_fct_product_funnel_counts_ordered_steps_and_abandoned_carts(mart, event
 
 
 def test_fct_funnel_daily_has_every_day_and_trailing_week(mart, events):
-    reached = _reached(events, "session_id")
+    reached = reached_steps(events, "session_id")
     reached["day"] = reached.started_at.dt.tz_localize(None).dt.normalize()
     daily = mart("select * from marts.fct_funnel_daily order by session_date, step_number")
     days = pd.date_range(reached.day.min(), reached.day.max(), freq="D")
@@ -246,7 +226,7 @@ def test_a_funnel_declared_in_yaml_and_a_listed_test_account(course_run, events,
     assert tester_sessions_in_funnel() == 0
 
     customers = events[events.user_id != tester]
-    sessions = _reached(customers, "session_id")
+    sessions = reached_steps(customers, "session_id")
     per_session = customers.groupby("session_id").agg(user_id=("user_id", "first"), types=("event_type", set))
     users_with = [
         per_session[per_session.types.map(lambda types: steps <= types)].user_id.nunique()

@@ -18,6 +18,7 @@ from greenery_orchestration.rawdata.load_csv import replace_raw_tables, typed_se
 from greenery_orchestration.rawdata.load_log import load_time
 from greenery_orchestration.rawdata.sample import sample_tables
 from greenery_orchestration.settings import DBT_PROJECT_DIR
+from tests.funnels import reached_steps
 from tests.slices import sliced_events, sliced_tables
 
 
@@ -285,3 +286,34 @@ def test_an_event_later_than_the_lookback_reaches_its_session_without_a_full_ref
     assert session.page_views == (session_events.event_type == "page_view").sum() > 1
     assert session.session_started_at == session_events.created_at.min()
     assert late.event_id in set(_rows(tmp_path, "marts.fct_events").event_id)
+
+
+def test_a_step_event_later_than_the_lookback_reaches_its_funnel_paths_without_a_full_refresh(tmp_path):
+    """An add to cart delivered a day after it happened: the build after its load rebuilds its
+    session's path, now at step 2, and its user's 7-day path, as counted from all the events."""
+    tables = sample_tables(seed=17, days=2, sessions_per_day=100, end=datetime.now(UTC))
+    events = tables["events"].to_pandas()
+    carts = events[events.event_type == "add_to_cart"]
+    carts_per_session = carts.session_id.map(carts.groupby("session_id").size())
+    late = carts[(carts.created_at < events.created_at.max() - timedelta(days=1)) & (carts_per_session == 1)].iloc[-1]
+    on_time = pa.Table.from_pandas(events[events.event_id != late.event_id], preserve_index=False)
+    _deliver(tmp_path, {**tables, "events": on_time}, first=True)
+    _dbt_build(tmp_path, tmp_path)
+    _deliver(tmp_path, {"events": pa.Table.from_pandas(events[events.event_id == late.event_id], preserve_index=False)},
+             first=False)
+    _dbt_build(tmp_path, tmp_path)
+
+    counted = events[events.event_type != "package_shipped"]
+    expected = {
+        "sessions": reached_steps(counted, "session_id"),
+        "users_7_days": reached_steps(counted, "user_id", window=timedelta(days=7)),
+    }
+    assert 2 in set(expected["sessions"].step_number[expected["sessions"].path_id == late.session_id])
+    built = _rows(tmp_path, "intermediate.int_funnel_steps__reached")
+    for funnel, paths in expected.items():
+        columns = list(paths.columns)
+        actual = built[built.funnel_name == funnel][columns].astype(paths.dtypes.to_dict())
+        pd.testing.assert_frame_equal(
+            actual.sort_values(columns).reset_index(drop=True), paths.sort_values(columns).reset_index(drop=True),
+            obj=funnel,
+        )

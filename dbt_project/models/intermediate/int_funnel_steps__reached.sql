@@ -7,14 +7,15 @@
 
 {# Every funnel of var('funnels'), path by path: when each path reached each step
    (macros/funnel_steps_reached.sql). The funnel marts count these rows.
-   Incremental: the paths that new events can change are rebuilt whole, and replace all the rows
-   of their path (a rebuilt path can reach fewer steps: an earlier start narrows its window). #}
-{#- A relation, not a CTE: an incremental build looks its paths up in it first. #}
+   Incremental: the paths that the events loaded since the newest build can change, however late
+   they happened, are rebuilt whole, and replace all the rows of their path (a rebuilt path can
+   reach fewer steps: an earlier start narrows its window). #}
+{%- set loaded = loaded_since_last_build('greenery', 'events') %}
+{%- set new_events = none if loaded is none else
+    '(select * from ' ~ source('greenery', 'events') ~ ' where ' ~ loaded ~ ')' %}
+
 with reached as (
-    {{ funnel_steps_reached(
-        ref('int_customer_events__filtered'),
-        since=lookback_start('reached_at') if is_incremental() else none,
-    ) }}
+    {{ funnel_steps_reached(ref('int_customer_events__filtered'), new_events=new_events) }}
 ),
 
 final as (
