@@ -252,12 +252,11 @@ print(json.dumps(out))
 
 STAGED = ["--vars", "{staged: true}"]
 RAW_TESTS = "<every test on raw tables, by name>"  # filled in from the manifest, as assets/dbt.py does
-# The Dagster steps' dbt commands, in their order (assets/sources.py, chain/masking.py,
-# assets/dbt.py, chain/docs.py); "stage" and "publish" are wap's Python steps between them.
+# The Dagster steps' dbt commands on DuckDB, in their order (assets/sources.py, assets/dbt.py,
+# chain/docs.py; chain/masking.py runs none there); "stage" and "publish" are wap's Python steps between them.
 BARE_DBT = [
     ("dbt source freshness", ["source", "freshness"]),
     ("dbt test (raw tables)", ["test", "--select", "source:*", "--indirect-selection", "cautious"]),
-    ("dbt run-operation apply_pii_masking", ["run-operation", "apply_pii_masking"]),
     ("stage the snapshot (wap.stage_snapshots)", "stage"),
     ("dbt build snapshot, staged", ["build", "--select", "resource_type:snapshot", *STAGED]),
     ("dbt build models, staged, without the raw tests",
