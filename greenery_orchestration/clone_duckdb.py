@@ -194,15 +194,19 @@ def _copy_new_rows(connection: duckdb.DuckDBPyConnection, table: _Table, change:
         return None
     copied = 0
     if prod_newest > newest:
-        newer = f"from {_PROD}.{table.quoted} where {marker} > ?"
+        newer = f"from {_PROD}.{table.quoted} where $newest < {marker}"
+        if change.closed_by:
+            newer += f' or $newest < "{change.closed_by}"'
         if change.unique_key:
             matches = " and ".join(f'own."{key}" = new."{key}"' for key in change.unique_key)
             connection.execute(
                 f"delete from {table.quoted} as own using (select {table.select(change.unique_key)} {newer}) as new "
                 f"where {matches}",
-                [newest],
+                {"newest": newest},
             )
-        (copied,) = connection.execute(f"insert into {table.quoted} select {table.select()} {newer}", [newest]).fetchone()
+        (copied,) = connection.execute(
+            f"insert into {table.quoted} select {table.select()} {newer}", {"newest": newest}
+        ).fetchone()
     if connection.execute(f"select count(*), max({marker}) from {table.quoted}").fetchone() != (prod_rows, prod_newest):
         return None
     return copied

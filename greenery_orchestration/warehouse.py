@@ -40,10 +40,14 @@ class WarehouseUnusable(Exception):
 class Changes:
     """How a table's rows say which are new since a copy of it was taken: those whose `marker` is
     above the copy's newest; a new row replaces the copy's row with the same `unique_key` (an
-    incremental model's merge), and with no key it is one more row (an append-only raw table)."""
+    incremental model's merge), and with no key it is one more row (an append-only raw table).
+    A snapshot also changes rows it wrote before: the run that writes an order's new version
+    closes the old one, setting its `closed_by` (dbt_valid_to) to that run's time, above the
+    copy's newest marker too."""
 
     marker: str
     unique_key: tuple[str, ...] = ()
+    closed_by: str | None = None
 
 
 class Warehouse(Protocol):

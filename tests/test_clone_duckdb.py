@@ -151,6 +151,27 @@ def test_a_second_clone_copies_only_the_new_rows_in_place(prod, tmp_path):
     assert ("s5", _masked("user5@example.com")) in _relations(dev)["marts.session_emails"]
 
 
+def test_a_snapshots_new_versions_and_the_versions_they_closed_are_copied_in_place(prod, tmp_path):
+    """A snapshot run stamps an order's new version with its time and closes the old version at
+    that time: both rows change, one of them written by an earlier run."""
+    changes = {**CHANGES, "snapshots.orders": Changes("dbt_updated_at", ("dbt_scd_id",), closed_by="dbt_valid_to")}
+    first = _at(FIRST_BUILD)
+    _write(prod, "create schema snapshots; create table snapshots.orders as "
+           f"select 'o' || i || '-1' as dbt_scd_id, 'o' || i as order_id, 'preparing' as status, {first} as dbt_updated_at, "
+           f"{first} as dbt_valid_from, null::timestamp as dbt_valid_to from range(3) as r(i)")
+    dev = tmp_path / "dev.duckdb"
+    clone(prod, [dev], PII, SALT, changes)
+    build = _at(NEXT_BUILD)
+    _write(prod, f"update snapshots.orders set dbt_valid_to = {build} where order_id = 'o1';"
+           f"insert into snapshots.orders values ('o1-2', 'o1', 'shipped', {build}, {build}, null)")
+
+    cloned = clone(prod, [dev], PII, SALT, changes)
+
+    assert cloned[dev].in_place and cloned[dev].rows["snapshots.orders"] == 2
+    assert _relations(dev) == _expected(prod)
+    assert ("o1-1", "o1", "preparing", FIRST_BUILD, FIRST_BUILD, NEXT_BUILD) in _relations(dev)["snapshots.orders"]
+
+
 def test_a_clone_with_nothing_new_copies_no_stamped_row(prod, tmp_path):
     dev = tmp_path / "dev.duckdb"
     clone(prod, [dev], PII, SALT, CHANGES)

@@ -45,12 +45,22 @@ def _clone(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Wareho
 
 def table_changes(manifest: dict) -> dict[str, Changes]:
     """{"schema.table": how its new rows show} for the tables whose rows carry a marker: each
-    incremental model (stamped with the build's start, merged by its unique key) and each raw
-    table with a column declared `meta: {load_marker: true}` (appended to)."""
+    incremental model (stamped with the build's start, merged by its unique key), each snapshot of
+    the `check` strategy (its versions stamped with the snapshot's time, which also closes the
+    versions they follow) and each raw table with a column declared `meta: {load_marker: true}`
+    (appended to)."""
     changes = {}
     for node in manifest["nodes"].values():
         if is_incremental(node):
             changes[f"{node['schema']}.{node['alias']}"] = Changes(BUILD_STAMP, unique_key(node))
+        # A `timestamp` snapshot stamps versions with the source's own times, which can be older
+        # than the copy's newest: only `check` stamps them with the time of the run.
+        elif node["resource_type"] == "snapshot" and node["config"].get("strategy") == "check":
+            renamed = node["config"].get("snapshot_meta_column_names") or {}
+            names = {name: renamed.get(name) or name for name in ("dbt_scd_id", "dbt_updated_at", "dbt_valid_to")}
+            changes[f"{node['schema']}.{node['alias']}"] = Changes(
+                names["dbt_updated_at"], (names["dbt_scd_id"],), closed_by=names["dbt_valid_to"]
+            )
     for source in manifest["sources"].values():
         markers = [name for name, column in source["columns"].items() if is_load_marker(column)]
         if markers:

@@ -1,7 +1,11 @@
 """Clones carry no raw PII; prod keeps its clear values and its numbers."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -10,7 +14,7 @@ import pytest
 from greenery_orchestration.chain.clone import table_changes
 from greenery_orchestration.chain.masking import pii_columns
 from greenery_orchestration.clone_duckdb import clone
-from greenery_orchestration.settings import masking_salt
+from greenery_orchestration.settings import DBT_PROJECT_DIR, masking_salt
 from greenery_orchestration.warehouse import Changes
 from greenery_orchestration.warehouse_snowflake import snowflake_clone_sql
 
@@ -79,7 +83,7 @@ def test_the_snowflake_clone_is_zero_copy_and_granted_to_the_environment_role():
     assert all(s.endswith("to role DEV_ROLE") for s in statements[1:])
 
 
-def test_the_incremental_models_are_cloned_by_their_build_stamp_and_unique_key(dbt_manifest):
+def test_the_incremental_models_and_the_snapshot_are_cloned_by_their_stamps_and_unique_keys(dbt_manifest):
     changes = table_changes(json.loads(dbt_manifest.read_text()))
 
     raw = {key: change for key, change in changes.items() if key.startswith("raw.")}
@@ -92,6 +96,7 @@ def test_the_incremental_models_are_cloned_by_their_build_stamp_and_unique_key(d
         "marts.fct_events": Changes("dbt_updated_at", ("event_id",)),
         "marts.fct_sessions": Changes("dbt_updated_at", ("session_id",)),
         "marts.fct_orders": Changes("dbt_updated_at", ("order_id",)),
+        "snapshots.orders_snapshot": Changes("dbt_updated_at", ("dbt_scd_id",), closed_by="dbt_valid_to"),
     }
     # Every raw table carries the load marker its source declares.
     assert raw == {
@@ -104,7 +109,7 @@ def _column(name: str, meta: dict | None = None, config_meta: dict | None = None
     return {"name": name, "meta": meta or {}, "config": {"meta": config_meta or {}}}
 
 
-def test_raw_tables_are_cloned_by_the_column_their_source_declares_the_load_marker():
+def test_raw_tables_are_cloned_by_their_declared_load_marker_and_check_snapshots_by_their_columns():
     def model(name, materialized, unique_key=None):
         return {"resource_type": "model", "schema": "marts", "alias": name,
                 "config": {"materialized": materialized, "unique_key": unique_key}}
@@ -114,8 +119,12 @@ def test_raw_tables_are_cloned_by_the_column_their_source_declares_the_load_mark
             "model.g.fct_a": model("fct_a", "incremental", "a_id"),
             "model.g.fct_b": model("fct_b", "incremental", ["b_id", "day"]),
             "model.g.dim_c": model("dim_c", "table", "c_id"),
-            "snapshot.g.orders_snapshot": {"resource_type": "snapshot", "schema": "snapshots",
-                                           "alias": "orders_snapshot", "config": {"unique_key": "order_id"}},
+            # Stamped with the source's updated_at, which can be older than a clone's newest stamp.
+            "snapshot.g.orders_snapshot": {"resource_type": "snapshot", "schema": "snapshots", "alias": "orders_snapshot",
+                                           "config": {"unique_key": "order_id", "strategy": "timestamp"}},
+            "snapshot.g.items_snapshot": {"resource_type": "snapshot", "schema": "snapshots", "alias": "items_snapshot",
+                                          "config": {"unique_key": "item_id", "strategy": "check", "snapshot_meta_column_names": {
+                                              "dbt_valid_to": "valid_until", "dbt_scd_id": None}}},
         },
         "sources": {
             "source.g.greenery.events": {"schema": "raw", "identifier": "events", "columns": {
@@ -133,6 +142,7 @@ def test_raw_tables_are_cloned_by_the_column_their_source_declares_the_load_mark
     assert table_changes(manifest) == {
         "marts.fct_a": Changes("dbt_updated_at", ("a_id",)),
         "marts.fct_b": Changes("dbt_updated_at", ("b_id", "day")),
+        "snapshots.items_snapshot": Changes("dbt_updated_at", ("dbt_scd_id",), closed_by="valid_until"),
         "raw.events": Changes("_loaded_at"),
         "raw.users": Changes("loaded"),
     }
@@ -161,6 +171,18 @@ def test_the_next_clone_updates_the_environments_in_place_to_what_a_whole_clone_
         )
         connection.execute("update marts.dim_products set product_name = product_name || ' (renamed)' "
                             "where product_id = (select min(product_id) from marts.dim_products)")
+        # An order that ships, loaded as a loader stamps it: the snapshot's next run closes its
+        # version and writes a new one.
+        (shipped,) = connection.execute(
+            "update raw.orders set status = 'shipped', tracking_id = 'late-tracking', _loaded_at = now()::timestamp "
+            "where order_id = (select min(order_id) from raw.orders where status = 'preparing') returning order_id"
+        ).fetchone()
+    snapshot = subprocess.run(
+        [str(Path(sys.executable).with_name("dbt")), "snapshot", "--quiet", "--target-path", str(tmp_path / "target")],
+        cwd=DBT_PROJECT_DIR, capture_output=True, text=True, check=False,
+        env={**os.environ, "GREENERY_WAREHOUSE_DIR": str(folder), "DBT_LOG_PATH": str(tmp_path / "logs")},
+    )
+    assert snapshot.returncode == 0, snapshot.stdout[-3000:]
     manifest = json.loads(dbt_manifest.read_text())
     pii, salt = pii_columns(manifest), masking_salt(folder)
     environments = [folder / "dev.duckdb", folder / "ci.duckdb"]
@@ -172,10 +194,13 @@ def test_the_next_clone_updates_the_environments_in_place_to_what_a_whole_clone_
         assert cloned[environment].rows["raw.events"] == 3
         assert cloned[environment].rows["marts.fct_events"] == 3
         assert cloned[environment].rows["raw.users"] == 0
+        assert cloned[environment].rows["snapshots.orders_snapshot"] == 2  # the closed version and the new one
     fresh = tmp_path / "fresh.duckdb"
     clone(prod, [fresh], pii, salt, {})
     expected = _every_row(fresh)
     assert len(expected["marts.fct_events"]) == _course_events(course_run) + 1  # two replaced, one new
+    versions = [row for row in expected["snapshots.orders_snapshot"] if shipped in row]
+    assert len(versions) == 2
     for environment in environments:
         assert _every_row(environment) == expected
 

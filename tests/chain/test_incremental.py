@@ -266,49 +266,36 @@ def test_the_run_after_a_first_load_rebuilds_only_the_orders_loaded_since(tmp_pa
     assert rebuilt == loaded_since & set(orders.order_id)
 
 
-def test_an_event_later_than_the_lookback_reaches_its_session_without_a_full_refresh(tmp_path):
-    """A page view delivered a day after it happened, long after lookback_hours: the build after
-    its load rebuilds its session from all its events, as fct_events takes the event."""
+def test_events_later_than_the_lookback_reach_their_sessions_and_funnel_paths_without_a_full_refresh(tmp_path):
+    """A page view and an add to cart delivered a day after they happened, long after
+    lookback_hours: the build after their load rebuilds their sessions from all their events,
+    and their funnel paths (the add to cart's session now at step 2, its user's 7-day path), as
+    counted from all the events; fct_events takes both."""
     tables = sample_tables(seed=13, days=2, sessions_per_day=100, end=datetime.now(UTC))
     events = tables["events"].to_pandas()
-    views = events[events.event_type == "page_view"]
-    views_per_session = views.session_id.map(views.groupby("session_id").size())
-    late = views[(views.created_at < events.created_at.max() - timedelta(days=1)) & (views_per_session > 1)].iloc[-1]
-    on_time = pa.Table.from_pandas(events[events.event_id != late.event_id], preserve_index=False)
-    _deliver(tmp_path, {**tables, "events": on_time}, first=True)
+    old = events.created_at < events.created_at.max() - timedelta(days=1)
+    of_its_type_in_session = events.groupby(["session_id", "event_type"]).event_id.transform("size")
+    view = events[old & (events.event_type == "page_view") & (of_its_type_in_session > 1)].iloc[-1]
+    cart = events[old & (events.event_type == "add_to_cart") & (of_its_type_in_session == 1)
+                  & (events.session_id != view.session_id)].iloc[-1]
+    is_late = events.event_id.isin([view.event_id, cart.event_id])
+    _deliver(tmp_path, {**tables, "events": pa.Table.from_pandas(events[~is_late], preserve_index=False)}, first=True)
     _dbt_build(tmp_path, tmp_path)
-    _deliver(tmp_path, {"events": pa.Table.from_pandas(events[events.event_id == late.event_id], preserve_index=False)},
-             first=False)
-    _dbt_build(tmp_path, tmp_path)
-
-    session_events = events[(events.session_id == late.session_id) & (events.event_type != "package_shipped")]
-    session = _rows(tmp_path, "marts.fct_sessions").set_index("session_id").loc[late.session_id]
-    assert session.page_views == (session_events.event_type == "page_view").sum() > 1
-    assert session.session_started_at == session_events.created_at.min()
-    assert late.event_id in set(_rows(tmp_path, "marts.fct_events").event_id)
-
-
-def test_a_step_event_later_than_the_lookback_reaches_its_funnel_paths_without_a_full_refresh(tmp_path):
-    """An add to cart delivered a day after it happened: the build after its load rebuilds its
-    session's path, now at step 2, and its user's 7-day path, as counted from all the events."""
-    tables = sample_tables(seed=17, days=2, sessions_per_day=100, end=datetime.now(UTC))
-    events = tables["events"].to_pandas()
-    carts = events[events.event_type == "add_to_cart"]
-    carts_per_session = carts.session_id.map(carts.groupby("session_id").size())
-    late = carts[(carts.created_at < events.created_at.max() - timedelta(days=1)) & (carts_per_session == 1)].iloc[-1]
-    on_time = pa.Table.from_pandas(events[events.event_id != late.event_id], preserve_index=False)
-    _deliver(tmp_path, {**tables, "events": on_time}, first=True)
-    _dbt_build(tmp_path, tmp_path)
-    _deliver(tmp_path, {"events": pa.Table.from_pandas(events[events.event_id == late.event_id], preserve_index=False)},
-             first=False)
+    _deliver(tmp_path, {"events": pa.Table.from_pandas(events[is_late], preserve_index=False)}, first=False)
     _dbt_build(tmp_path, tmp_path)
 
     counted = events[events.event_type != "package_shipped"]
+    session_events = counted[counted.session_id == view.session_id]
+    session = _rows(tmp_path, "marts.fct_sessions").set_index("session_id").loc[view.session_id]
+    assert session.page_views == (session_events.event_type == "page_view").sum() > 1
+    assert session.session_started_at == session_events.created_at.min()
+    assert {view.event_id, cart.event_id} <= set(_rows(tmp_path, "marts.fct_events").event_id)
+
     expected = {
         "sessions": reached_steps(counted, "session_id"),
         "users_7_days": reached_steps(counted, "user_id", window=timedelta(days=7)),
     }
-    assert 2 in set(expected["sessions"].step_number[expected["sessions"].path_id == late.session_id])
+    assert 2 in set(expected["sessions"].step_number[expected["sessions"].path_id == cart.session_id])
     built = _rows(tmp_path, "intermediate.int_funnel_steps__reached")
     for funnel, paths in expected.items():
         columns = list(paths.columns)
