@@ -28,7 +28,7 @@
     {%- if window != 'session' and not (window is number and window > 0) -%}
         {{ exceptions.raise_compiler_error("funnel " ~ name ~ ": window must be `session` or a number of minutes, not " ~ window) }}
     {%- endif -%}
-    {%- set path = 'session_id' if window == 'session' else unit -%}
+    {%- set path = _path_column(name, funnel) -%}
     with
     {%- if new_events is not none %}
     open_path_events as (
@@ -155,6 +155,24 @@
     {%- if starts %}
     where funnel_events.created_at >= {{ timestamp_literal(starts | min) }}
     {%- endif %}
+{%- endmacro %}
+
+{# What a path of the funnel is: a session (window `session`), or the unit from its first step
+   on. The session or the unit id: where it is the unit id, a funnel has one path per unit. #}
+{% macro _path_column(name, funnel) -%}
+    {%- set unit = _funnel_setting(name, funnel, 'unit', ['session', 'user']) ~ '_id' -%}
+    {{ return('session_id' if funnel.get('window', 'session') == 'session' else unit) }}
+{%- endmacro %}
+
+{# The names of the funnels with one path per unit: they count a step's paths, not distinct units. #}
+{% macro funnels_with_one_path_per_unit() -%}
+    {%- set names = [] -%}
+    {%- for name, funnel in var('funnels').items() -%}
+        {%- if _path_column(name, funnel) == funnel.get('unit', 'session') ~ '_id' -%}
+            {%- do names.append(name) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(names) }}
 {%- endmacro %}
 
 {# The steps of every funnel, or of the funnel `name`, reached or not: one row per funnel and step. #}

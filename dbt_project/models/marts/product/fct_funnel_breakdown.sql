@@ -17,48 +17,44 @@ steps as (
     {{ funnel_steps('sessions') }}
 ),
 
-{#- Steps nest (a session reaches a step only after the one before it), so a session counts on
-    every step up to its furthest: one row per session, its dimensions counted per furthest step,
-    and no join of the sessions back to their steps (at 70M events that join of string ids ran
-    DuckDB out of memory). #}
-furthest_steps as (
+{#- A path has a row per step it reached, each with its user and start: a step counts its rows
+    per dimension value. No group by path (10M string ids at 70M events), and no join of the
+    sessions back to their steps (that join ran DuckDB out of memory at 70M events). #}
+steps_reached as (
     select
-        -- The same on every step of a path.
-        min(user_id) as user_id,
-        min(started_at) as started_at,
-        max(step_number) as furthest_step
-    from reached
-    group by path_id
-),
-
-sessions as (
-    select
-        furthest_steps.furthest_step,
+        reached.step_number,
         case
-            when users.first_ordered_at < furthest_steps.started_at then 'returning_buyer' else 'new_buyer'
+            when users.first_ordered_at < reached.started_at then 'returning_buyer' else 'new_buyer'
         end as buyer_type,
         coalesce(users.state, 'unknown') as state,
         case when users.is_high_volume_user then 'true' else 'false' end as is_high_volume_user
-    from furthest_steps
-    left join users on furthest_steps.user_id = users.user_id
+    from reached
+    left join users on reached.user_id = users.user_id
 ),
 
-session_dimensions as (
-    select furthest_step, 'buyer_type' as dimension, buyer_type as dimension_value from sessions
-    union all
-    select furthest_step, 'state', state from sessions
-    union all
-    select furthest_step, 'is_high_volume_user', is_high_volume_user from sessions
-),
-
-sessions_per_value_and_furthest_step as (
+sessions_per_step_and_values as (
     select
-        dimension,
-        dimension_value,
-        furthest_step,
+        step_number,
+        buyer_type,
+        state,
+        is_high_volume_user,
         count(*) as sessions
-    from session_dimensions
-    group by dimension, dimension_value, furthest_step
+    from steps_reached
+    group by step_number, buyer_type, state, is_high_volume_user
+),
+
+sessions_per_dimension_value_and_step as (
+    select step_number, 'buyer_type' as dimension, buyer_type as dimension_value, sum(sessions) as sessions
+    from sessions_per_step_and_values
+    group by step_number, buyer_type
+    union all
+    select step_number, 'state', state, sum(sessions)
+    from sessions_per_step_and_values
+    group by step_number, state
+    union all
+    select step_number, 'is_high_volume_user', is_high_volume_user, sum(sessions)
+    from sessions_per_step_and_values
+    group by step_number, is_high_volume_user
 ),
 
 counted as (
@@ -67,14 +63,13 @@ counted as (
         dimension_values.dimension_value,
         steps.step_number,
         steps.funnel_step,
-        coalesce(sum(sessions_per_value_and_furthest_step.sessions), 0) as sessions
-    from (select distinct dimension, dimension_value from sessions_per_value_and_furthest_step) as dimension_values
+        coalesce(sessions_per_dimension_value_and_step.sessions, 0) as sessions
+    from (select distinct dimension, dimension_value from sessions_per_dimension_value_and_step) as dimension_values
     cross join steps
-    left join sessions_per_value_and_furthest_step
-        on dimension_values.dimension = sessions_per_value_and_furthest_step.dimension
-        and dimension_values.dimension_value = sessions_per_value_and_furthest_step.dimension_value
-        and sessions_per_value_and_furthest_step.furthest_step >= steps.step_number
-    group by dimension_values.dimension, dimension_values.dimension_value, steps.step_number, steps.funnel_step
+    left join sessions_per_dimension_value_and_step
+        on dimension_values.dimension = sessions_per_dimension_value_and_step.dimension
+        and dimension_values.dimension_value = sessions_per_dimension_value_and_step.dimension_value
+        and steps.step_number = sessions_per_dimension_value_and_step.step_number
 ),
 
 final as (
