@@ -8,8 +8,8 @@ steps as (
     {{ funnel_steps() }}
 ),
 
-{#- A funnel with one path per unit counts rows: a distinct count of every session id took most
-    of this model's time at 70M events. #}
+{#- A funnel with one path per unit counts rows, not distinct ids: a distinct count hashes every
+    session id (this model took 11.3 s of the +1% build at 70M events with one). #}
 {%- set counted_by_row = funnels_with_one_path_per_unit() %}
 {%- set counted_distinct = var('funnels').keys() | reject('in', counted_by_row) | list %}
 units_per_step as (
