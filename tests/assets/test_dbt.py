@@ -122,9 +122,10 @@ def test_the_chain_order_is_lineage_and_marts_carry_a_freshness_policy(asset_gra
     }
     # A seed reads nothing: it follows the snapshot too.
     assert asset_graph.get(dg.AssetKey(["staging", "test_accounts"])).parent_keys == {snapshot}
+    # Incremental: it also reads which users and addresses were loaded since its newest build.
     assert asset_graph.get(dg.AssetKey(["marts", "dim_users"])).parent_keys == {
         *(dg.AssetKey(["staging", name]) for name in ("stg_greenery__addresses", "stg_greenery__users", "test_accounts")),
-        dg.AssetKey(["intermediate", "int_users__aggregated"]),
+        dg.AssetKey(["intermediate", "int_users__aggregated"]), dg.AssetKey(["raw", "addresses"]), dg.AssetKey(["raw", "users"]),
     }
     assert asset_graph.get(dg.AssetKey(["intermediate", "int_users__aggregated"])).parent_keys == {
         dg.AssetKey(["intermediate", "int_sessions__aggregated"]), dg.AssetKey(["marts", "fct_orders"]),
@@ -195,7 +196,7 @@ def test_the_incremental_models_are_read_from_the_manifest():
     assert INCREMENTAL_MODELS == [
         "intermediate.int_funnel_steps__reached", "intermediate.int_session_products__aggregated",
         "intermediate.int_sessions__aggregated", "intermediate.int_users__aggregated",
-        "marts.fct_events", "marts.fct_orders", "marts.fct_sessions",
+        "marts.dim_users", "marts.fct_events", "marts.fct_orders", "marts.fct_sessions",
     ]
 
 

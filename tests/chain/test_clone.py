@@ -96,6 +96,7 @@ def test_the_incremental_models_and_the_snapshot_are_cloned_by_their_stamps_and_
         "marts.fct_events": Changes("dbt_updated_at", ("event_id",)),
         "marts.fct_sessions": Changes("dbt_updated_at", ("session_id",)),
         "marts.fct_orders": Changes("dbt_updated_at", ("order_id",)),
+        "marts.dim_users": Changes("dbt_updated_at", ("user_id",)),
         "snapshots.orders_snapshot": Changes("dbt_updated_at", ("dbt_scd_id",), closed_by="dbt_valid_to"),
     }
     # Every raw table carries the load marker its source declares.

@@ -4,12 +4,14 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import yaml
 
 from greenery_orchestration.assets.dbt import INCREMENTAL_MODELS
 from greenery_orchestration.cli import main
@@ -264,6 +266,50 @@ def test_the_run_after_a_first_load_rebuilds_only_the_orders_loaded_since(tmp_pa
     rebuilt = set(orders.order_id[orders.dbt_updated_at == orders.dbt_updated_at.max()])
     assert len(orders) > len(loaded_since) > 0
     assert rebuilt == loaded_since & set(orders.order_id)
+
+
+def _new_sessions(views: pd.DataFrame, copies: int, at: datetime) -> pd.DataFrame:
+    """`copies` new sessions of one page view each per row of `views`, at `at`."""
+    sessions = views.loc[views.index.repeat(copies)].reset_index(drop=True)
+    sessions["event_id"] = [str(uuid.uuid4()) for _ in range(len(sessions))]
+    sessions["session_id"] = [str(uuid.uuid4()) for _ in range(len(sessions))]
+    sessions["created_at"] = at
+    return sessions
+
+
+def _flagged(folder: Path) -> set[str]:
+    users = _rows(folder, "marts.dim_users")
+    return set(users.user_id[users.is_high_volume_user])
+
+
+def test_a_new_median_turns_the_high_volume_flag_of_a_user_with_nothing_new(tmp_path):
+    """dim_users flags a user with more than `high_volume_sessions_over_median` times the median
+    user's sessions. The other users' new sessions raise the median: the next build unflags an
+    account that got nothing new, as a full refresh would."""
+    over_median = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]["high_volume_sessions_over_median"]
+    tables = sample_tables(seed=17, days=1, sessions_per_day=100, end=datetime.now(UTC))
+    events = tables["events"].to_pandas()
+    views = events[events.event_type == "page_view"].drop_duplicates("user_id")
+    heavy, others = views.iloc[:1], views.iloc[1:]
+    sessions = events.groupby("user_id").session_id.nunique()
+    # Just over the threshold: the heavy user's sessions, to more than over_median x the median.
+    extra = over_median * int(sessions.median()) + 1 - sessions[heavy.user_id.iloc[0]]
+    first = pd.concat([events, _new_sessions(heavy, extra, events.created_at.max())])
+    later = _new_sessions(others, 2, events.created_at.max() + timedelta(minutes=5))
+
+    def flagged_by_pandas(delivered: pd.DataFrame) -> set[str]:
+        per_user = delivered.groupby("user_id").session_id.nunique()
+        return set(per_user[per_user > over_median * per_user.median()].index)
+
+    schema = tables["events"].schema
+    _deliver(tmp_path, {**tables, "events": pa.Table.from_pandas(first, schema=schema, preserve_index=False)}, first=True)
+    _dbt_build(tmp_path, tmp_path)
+    flagged_first = _flagged(tmp_path)
+    _deliver(tmp_path, {"events": pa.Table.from_pandas(later, schema=schema, preserve_index=False)}, first=False)
+    _dbt_build(tmp_path, tmp_path)
+
+    assert flagged_first == flagged_by_pandas(first) == set(heavy.user_id)
+    assert _flagged(tmp_path) == flagged_by_pandas(pd.concat([first, later])) == set()
 
 
 def test_events_later_than_the_lookback_reach_their_sessions_and_funnel_paths_without_a_full_refresh(tmp_path):
