@@ -76,18 +76,17 @@ def test_a_launched_production_run_succeeds_and_its_sensor_starts_docs_and_clone
     assert (root / "docs-site" / "index.html").exists()
 
 
-def test_three_runs_launched_at_once_queue_for_the_warehouse_and_all_succeed(dagster_ui):
+def test_two_runs_launched_at_once_queue_for_the_warehouse_and_both_succeed(dagster_ui):
     dagster, _, _ = dagster_ui
-    launched = [dagster.launch("greenery_docs_and_clone") for _ in range(3)]
+    launched = [dagster.launch("greenery_docs_and_clone") for _ in range(2)]
 
     runs = dagster.wait_for(
         lambda runs: all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs if r["runId"] in launched),
-        "three concurrent runs",
+        "two concurrent runs",
     )
-    mine = sorted((r for r in runs if r["runId"] in launched), key=lambda r: r["startTime"])
-    assert [r["status"] for r in mine] == ["SUCCESS"] * 3
-    for earlier, later in zip(mine, mine[1:]):
-        assert earlier["endTime"] <= later["startTime"]  # one writer at a time: they never overlapped
+    earlier, later = sorted((r for r in runs if r["runId"] in launched), key=lambda r: r["startTime"])
+    assert [earlier["status"], later["status"]] == ["SUCCESS", "SUCCESS"]
+    assert earlier["endTime"] <= later["startTime"]  # one writer at a time: they never overlapped
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/test-services.sh installs it)")

@@ -124,11 +124,12 @@ def test_three_incremental_deliveries_equal_one_full_refresh(tmp_path):
     assert users.loc[deliveries.late_user_id, "sessions"] == user_sessions.session_id.nunique() > 0
 
 
-def test_full_refresh_flag_rebuilds_what_incremental_runs_keep(course_run, warehouse, capsys):
+def test_full_refresh_flag_rebuilds_what_incremental_runs_keep(course_run, warehouse):
+    """Built rows lost from a mart: no new row names them, so an incremental run leaves them out
+    (and the reconciliation with raw stops it: test_contracts.py); `--full-refresh` rebuilds them."""
     prod = warehouse / "prod.duckdb"
     shutil.copy(course_run.warehouse / "prod.duckdb", prod)  # the course data, built and published
     with duckdb.connect(str(prod)) as connection:
-        # Rows the lookback never revisits: an incremental run leaves them as they are.
         connection.execute("delete from marts.fct_events where created_at < (select min(created_at) + interval 6 hour from marts.fct_events)")
         ((raw_events,),) = connection.execute("select count(*) from raw.events").fetchall()
 
@@ -136,13 +137,8 @@ def test_full_refresh_flag_rebuilds_what_incremental_runs_keep(course_run, wareh
         with duckdb.connect(str(prod), read_only=True) as connection:
             return connection.execute("select count(*) from marts.fct_events").fetchall()[0][0]
 
-    # The marts no longer hold every raw event: the reconciliation check stops the run.
-    assert main(["run", "--allow-stale"]) == 1  # the course data ends in February 2021
-    missing = raw_events - built_events()
-    assert missing > 0
-    assert (f"ERROR check fct_events_reconciles_with_raw_events on marts/fct_events: {missing} failing row(s)"
-            in capsys.readouterr().out)
-    assert main(["run", "--full-refresh", "--allow-stale"]) == 0
+    assert built_events() < raw_events
+    assert main(["run", "--full-refresh", "--allow-stale"]) == 0  # the course data ends in February 2021
     assert built_events() == raw_events
 
 

@@ -4,15 +4,19 @@ connector, dbt-snowflake and dagster-snowflake. Nothing is patched in those proc
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from greenery_orchestration.assets.dbt import INCREMENTAL_MODELS
+from greenery_orchestration.marts import FUNNEL_MARTS
+from greenery_orchestration.rawdata.load_log import load_time
 from greenery_orchestration.settings import DBT_PROJECT_DIR
 from tests.conftest import COURSE_DATA
-from tests.snowflake_server.conftest import GREENERY
+from tests.snowflake_server.conftest import COMMAND_TIMEOUT_SECONDS, GREENERY
 from tests.webserver import Dagster, free_port, wait_until_up
 
 
@@ -37,8 +41,20 @@ def _funnel_sessions(output: str) -> list[int]:
     return [int(row[3]) for row in rows]
 
 
+def _rows(cursor, database: str, relation: str) -> list[tuple]:
+    cursor.execute(f"select * from {database}.{relation}")
+    columns = [column[0].lower() for column in cursor.description]
+    keep = [i for i, name in enumerate(columns) if name not in ("dbt_updated_at", "updated_at")]
+    return sorted((tuple(str(row[i]) for i in keep) for row in cursor.fetchall()))
+
+
 @pytest.mark.skipif(not (COURSE_DATA / "events.csv").exists(), reason=f"the course data is not at {COURSE_DATA}")
-def test_load_run_and_funnel_on_snowflake_give_the_course_funnel(account, snowflake_server):
+def test_load_run_funnel_and_next_run_on_snowflake(account, snowflake_server, tmp_path):
+    """load-csv, run, funnel: the course funnel; then `sample --append` and an order that ships,
+    and the next run merges them: what the incremental models and the funnel marts hold equals a
+    full refresh of the same raw rows (dbt in another database of the account, from per-table
+    clones). Rows delivered late, after a build over the events naming them, are compared on the
+    Snowflake SQL in tests/test_snowflake.py, and on DuckDB."""
     started = time.time()
     loaded = account("load-csv", str(COURSE_DATA))
     assert loaded.returncode == 0, loaded.stdout[-3000:] + loaded.stderr[-3000:]
@@ -91,6 +107,49 @@ def test_load_run_and_funnel_on_snowflake_give_the_course_funnel(account, snowfl
     for path in written:
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+    appended = account("sample", "--append", "--hours", "3", "--sessions-per-day", "400")
+    assert appended.returncode == 0, appended.stdout[-4000:] + appended.stderr[-3000:]
+    changed = "(select min(order_id) from raw.orders where status = 'preparing')"
+    now = f"cast('{load_time():%Y-%m-%d %H:%M:%S.%f}' as timestamp_ntz)"  # as a loader stamps it
+    with snowflake_server.in_process(), snowflake_server.connect(account.database) as connection:
+        connection.cursor().execute(
+            f"update raw.orders set status = 'shipped', tracking_id = 'late-tracking', shipping_service = 'ups', "
+            f"_loaded_at = {now} where order_id = {changed}")
+    ran = account("run", "--allow-stale")
+    assert ran.returncode == 0, ran.stdout[-4000:]
+    assert "rebuilding the incremental models from scratch" not in ran.stdout  # an append: incremental
+
+    full = f"{account.database}_FULL"
+    with snowflake_server.in_process(), snowflake_server.connect() as connection:
+        cursor = connection.cursor()
+        cursor.execute(f"create database {full}")
+        cursor.execute(f"create schema {full}.raw")
+        cursor.execute(f"create schema {full}.ops")
+        cursor.execute(f"select table_schema, table_name from {account.database}.information_schema.tables "
+                       "where lower(table_schema) in ('raw', 'ops') and table_type = 'BASE TABLE'")
+        for schema, table in cursor.fetchall():
+            cursor.execute(f"create table {full}.{schema}.{table} clone {account.database}.{schema}.{table}")
+    built = snowflake_server.run(
+        [str(Path(sys.executable).with_name("dbt")), "build", "--full-refresh", "--exclude", "resource_type:snapshot"],
+        timeout=COMMAND_TIMEOUT_SECONDS,
+        env={"SNOWFLAKE_DATABASE": full, "DBT_TARGET_PATH": str(tmp_path / "target"), "DBT_LOG_PATH": str(tmp_path / "logs")},
+    )
+    assert built.returncode == 0, built.stdout[-4000:]
+    compared = sorted({*INCREMENTAL_MODELS, *(f"marts.{key.path[-1]}" for key in FUNNEL_MARTS.values())})
+    with snowflake_server.in_process(), snowflake_server.connect() as connection:
+        cursor = connection.cursor()
+        for relation in compared:
+            incremental, refreshed = _rows(cursor, account.database, relation), _rows(cursor, full, relation)
+            assert incremental == refreshed, relation
+            assert incremental, relation
+        cursor.execute(f"select (select count(*) from {account.database}.raw.events), "
+                       f"(select count(*) from {account.database}.marts.fct_events)")
+        raw_events, built_events = cursor.fetchone()
+        assert raw_events == built_events > len(events)
+        cursor.execute(f"select count(*) from {account.database}.marts.fct_orders where tracking_id = 'late-tracking' "
+                       "and order_status = 'shipped'")
+        assert cursor.fetchall() == [(1,)]
 
 
 def test_greenery_ui_on_snowflake_serves_the_asset_graph_duckdb_does(account, snowflake_server, tmp_path):
