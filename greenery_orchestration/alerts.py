@@ -90,7 +90,8 @@ def check_line(evaluation) -> str:
     metadata = {key: value.value for key, value in evaluation.metadata.items()}
     severity = evaluation.severity.value if evaluation.severity else "ERROR"
     if "age_hours" in metadata:
-        observed = f"newest row {metadata['age_hours']} h old (at {metadata.get('max_loaded_at')}), "
+        observed = "no rows, " if metadata["age_hours"] is None else (
+            f"newest row {metadata['age_hours']} h old (at {metadata.get('max_loaded_at')}), ")
         observed += f"threshold: warn after {metadata.get('warn_after')}, error after {metadata.get('error_after')}"
     elif metadata.get("status") == "error":
         # A dbt test that could not run counts no rows: its cause is the step's failure.

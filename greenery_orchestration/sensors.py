@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from greenery_orchestration import alerts
-from greenery_orchestration.assets.sources import freshness_criteria
+from greenery_orchestration.assets.sources import freshness_criteria, freshness_limit
 from greenery_orchestration.jobs import greenery_docs_and_clone, greenery_production
 from greenery_orchestration.settings import freshness_sensor_seconds
 from greenery_orchestration.warehouse import Warehouse, WarehouseBusy
@@ -68,7 +68,7 @@ def raw_freshness_sensor(
     was_stale = json.loads(context.cursor) if context.cursor else {}
     is_stale, observations = {}, []
     for key, criterion in criteria.items():
-        limit = _as_timedelta(criterion["error_after"])
+        limit = freshness_limit(criterion["error_after"])
         age = now - newest[key] if newest[key] else None
         name = key.to_user_string()
         is_stale[name] = age is None or age > limit
@@ -87,10 +87,6 @@ def raw_freshness_sensor(
             )
         )
     return dg.SensorResult(asset_events=observations, cursor=json.dumps(is_stale))
-
-
-def _as_timedelta(criterion: dict) -> timedelta:
-    return timedelta(**{f"{criterion['period']}s": criterion["count"]})
 
 
 def _hours(age: timedelta) -> str:

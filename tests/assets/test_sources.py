@@ -52,6 +52,27 @@ def test_allow_stale_builds_and_alerts_a_warning(course_run):
     assert (course_run.warehouse / "dev.duckdb").exists()
 
 
+@pytest.mark.parametrize(("age", "status"), [
+    (timedelta(hours=11, minutes=59), "pass"), (timedelta(hours=12, minutes=1), "warn"),
+    (timedelta(hours=24, minutes=1), "error"), (None, "error"),
+])
+def test_the_gate_judges_each_source_by_its_dbt_thresholds(age, status):
+    from greenery_orchestration.assets.sources import _freshness_result
+
+    criterion = {"warn_after": {"count": 12, "period": "hour"}, "error_after": {"count": 1, "period": "day"}}
+    checked_at = datetime(2026, 12, 5, 12, tzinfo=UTC)
+    newest = None if age is None else checked_at.replace(tzinfo=None) - age  # naive UTC, as the warehouse holds it
+    result = _freshness_result(dg.AssetKey(["raw", "events"]), criterion, newest, checked_at, allow_stale=False)
+    allowed = _freshness_result(dg.AssetKey(["raw", "events"]), criterion, newest, checked_at, allow_stale=True)
+
+    assert result.metadata["status"].value == status
+    assert result.passed is allowed.passed is (status == "pass")
+    if status != "pass":  # --allow-stale makes a stale source a warning
+        assert result.severity == (dg.AssetCheckSeverity.ERROR if status == "error" else dg.AssetCheckSeverity.WARN)
+        assert allowed.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["age_hours"].value == (None if age is None else round(age / timedelta(hours=1), 1))
+
+
 def test_the_gate_refuses_a_truncated_warehouse_before_any_step_writes(course_run, tmp_path, monkeypatch):
     """The daemon's path: no `greenery run` looked at the file first."""
     import shutil
