@@ -256,8 +256,9 @@ RAW_TESTS = "<every test on raw tables, by name>"  # filled in from the manifest
 # chain/docs.py; chain/masking.py runs none there); "freshness", "stage" and "publish" are the Python
 # steps between them (the gate's freshness query, wap's stage and publish).
 BARE_DBT = [
-    ("freshness (one query per source)", "freshness"),
     ("dbt test (raw tables)", ["test", "--select", "source:*", "--indirect-selection", "cautious"]),
+    # After the raw tests, not before as in the gate: it reads the manifest their dbt invocation writes.
+    ("freshness (one query per source)", "freshness"),
     ("stage the snapshot (wap.stage_snapshots)", "stage"),
     ("dbt build snapshot, staged", ["build", "--select", "resource_type:snapshot", *STAGED]),
     ("dbt build models, staged, without the raw tests",
