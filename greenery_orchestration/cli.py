@@ -224,6 +224,7 @@ def docs(args) -> int:
     if not (site / "index.html").exists():
         raise UserFacingError(f"no docs published at {site}: run `greenery run` first")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    _stop_on_sigterm()
     with http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler) as server:
         print(f"Serving the dbt docs from {site} on http://127.0.0.1:{args.port}/ "
               f"and the funnel report on http://127.0.0.1:{args.port}/report/ (Ctrl-C stops)")
@@ -232,6 +233,18 @@ def docs(args) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops the server as Ctrl-C does, even when the process that started it left
+    SIGTERM ignored or blocked: both are inherited across exec, and a supervisor's stop must work."""
+    import signal  # noqa: PLC0415
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
 
 
 def ui(args) -> int:

@@ -115,7 +115,14 @@ def _serving(site: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/"
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            status = Path(f"/proc/{server.pid}/status").read_text()
+            server.kill()
+            server.wait()
+            signals = [line for line in status.splitlines() if line.startswith(("State", "SigBlk", "SigIgn", "SigCgt"))]
+            pytest.fail(f"`greenery docs` did not stop within 10 s of SIGTERM: {signals}")
 
 
 def _get_when_up(url: str) -> str:
