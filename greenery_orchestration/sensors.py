@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from greenery_orchestration import alerts
-from greenery_orchestration.assets.sources import freshness_criteria, freshness_limit
+from greenery_orchestration.assets.sources import freshness_criteria, freshness_limit, freshness_status
 from greenery_orchestration.jobs import greenery_docs_and_clone, greenery_production
 from greenery_orchestration.settings import freshness_sensor_seconds
 from greenery_orchestration.warehouse import Warehouse, WarehouseBusy
@@ -64,14 +64,14 @@ def raw_freshness_sensor(
         newest = warehouse.newest_loaded_at(criteria)
     except WarehouseBusy as busy:
         return dg.SkipReason(f"warehouse busy, trying again next tick: {busy}")
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = datetime.now(UTC)
     was_stale = json.loads(context.cursor) if context.cursor else {}
     is_stale, observations = {}, []
     for key, criterion in criteria.items():
         limit = freshness_limit(criterion["error_after"])
-        age = now - newest[key] if newest[key] else None
+        status, age = freshness_status(criterion, newest[key], now)
         name = key.to_user_string()
-        is_stale[name] = age is None or age > limit
+        is_stale[name] = status == "error"
         observed = "no rows" if age is None else _hours(age)
         if is_stale[name] != was_stale.get(name, False):
             alerts.send(alerts.freshness_alert(key, is_stale[name], observed, _hours(limit)))

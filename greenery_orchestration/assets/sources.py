@@ -1,6 +1,7 @@
 """The raw tables, loaded outside Dagster, and the freshness gate in front of everything else."""
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,13 @@ from greenery_orchestration.assets.examples import failing_examples
 from greenery_orchestration.dbt_errors import dbt_failure
 from greenery_orchestration.project import EVERY_RAW_ROW, dbt_vars
 from greenery_orchestration.settings import target
-from greenery_orchestration.warehouse import WAREHOUSE_POOL, Warehouse, WarehouseUnusable, is_lock_conflict
+from greenery_orchestration.warehouse import (
+    WAREHOUSE_POOL,
+    Warehouse,
+    WarehouseBusy,
+    WarehouseUnusable,
+    is_lock_conflict,
+)
 
 RAW_GROUP = "raw"
 FRESHNESS_CHECK = "source_freshness"
@@ -105,7 +112,7 @@ def raw_data_gate() -> dg.AssetChecksDefinition:
         # The sources' dbt thresholds, judged as the freshness sensor judges them: one query per
         # source here, where `dbt source freshness` cost a dbt invocation (~3 s) per run.
         criteria = freshness_criteria()
-        newest = warehouse.newest_loaded_at(criteria)
+        newest = _when_unlocked(lambda: warehouse.newest_loaded_at(criteria))
         checked_at = datetime.now(UTC)
         for key, criterion in criteria.items():
             yield _freshness_result(key, criterion, newest[key], checked_at, config.allow_stale)
@@ -143,17 +150,23 @@ def _test_result(name: str, key: dg.AssetKey, result: dict, examples: dict) -> d
     )
 
 
-def _refuse_unusable_warehouse(warehouse: Warehouse, wait_seconds: float = 120) -> None:
+def _refuse_unusable_warehouse(warehouse: Warehouse) -> None:
     """Stop the chain before any step writes when the warehouse is corrupt, truncated or empty."""
+    try:
+        _when_unlocked(warehouse.check_usable)
+    except WarehouseUnusable as error:
+        raise dg.Failure(description=str(error)) from None
+
+
+def _when_unlocked(read: Callable[[], Any], wait_seconds: float = 120) -> Any:
+    """`read()`, waiting while another process holds the DuckDB file's one lock: a sensor tick or a
+    CLI command may hold it for a moment."""
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            return warehouse.check_usable()
-        except WarehouseUnusable as error:
-            raise dg.Failure(description=str(error)) from None
+            return read()
         except Exception as error:
-            # Another step of this run (the tests on raw tables) may hold the file for a moment.
-            if not is_lock_conflict(error) or time.monotonic() > deadline:
+            if not (isinstance(error, WarehouseBusy) or is_lock_conflict(error)) or time.monotonic() > deadline:
                 raise
             time.sleep(1)
 
@@ -161,15 +174,7 @@ def _refuse_unusable_warehouse(warehouse: Warehouse, wait_seconds: float = 120) 
 def _freshness_result(
     key: dg.AssetKey, criterion: dict, newest: datetime | None, checked_at: datetime, allow_stale: bool
 ) -> dg.AssetCheckResult:
-    """A source past its `error_after` (or without a row) is stale, past its `warn_after` getting
-    stale, as dbt's freshness judges it."""
-    age = None if newest is None else checked_at.replace(tzinfo=None) - newest
-    if age is None or age > freshness_limit(criterion["error_after"]):
-        status = "error"
-    elif criterion.get("warn_after", {}).get("count") and age > freshness_limit(criterion["warn_after"]):
-        status = "warn"
-    else:
-        status = "pass"
+    status, age = freshness_status(criterion, newest, checked_at)
     stale = status == "error"
     severity = dg.AssetCheckSeverity.WARN if (status == "warn" or allow_stale) else dg.AssetCheckSeverity.ERROR
     return dg.AssetCheckResult(
@@ -188,6 +193,17 @@ def _freshness_result(
             **({"allowed_stale": True} if stale and allow_stale else {}),
         },
     )
+
+
+def freshness_status(criterion: dict, newest: datetime | None, now: datetime) -> tuple[str, timedelta | None]:
+    """`error` for a source past its `error_after` (or without a row), `warn` past its
+    `warn_after`, else `pass`, as dbt's freshness judges it; and the newest row's age."""
+    age = None if newest is None else now.replace(tzinfo=None) - newest
+    if age is None or age > freshness_limit(criterion["error_after"]):
+        return "error", age
+    if criterion.get("warn_after", {}).get("count") and age > freshness_limit(criterion["warn_after"]):
+        return "warn", age
+    return "pass", age
 
 
 def freshness_limit(criterion: dict) -> timedelta:

@@ -1,6 +1,8 @@
 """The freshness gate: stale raw data stops the chain before masking, with an alert."""
 
 import shutil
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,6 +73,28 @@ def test_the_gate_judges_each_source_by_its_dbt_thresholds(age, status):
         assert result.severity == (dg.AssetCheckSeverity.ERROR if status == "error" else dg.AssetCheckSeverity.WARN)
         assert allowed.severity == dg.AssetCheckSeverity.WARN
     assert result.metadata["age_hours"].value == (None if age is None else round(age / timedelta(hours=1), 1))
+
+
+def test_the_gate_reads_freshness_once_another_process_lets_go_of_the_file(tmp_path):
+    """A sensor tick or a CLI command may hold the DuckDB file's one lock as the gate starts."""
+    from greenery_orchestration.assets.sources import _when_unlocked
+    from greenery_orchestration.warehouse import WarehouseBusy
+    from greenery_orchestration.warehouse_duckdb import DuckDBWarehouse
+
+    path = tmp_path / "prod.duckdb"
+    with duckdb.connect(str(path)) as connection:
+        connection.execute("create schema raw; create table raw.events (created_at timestamp)")
+        connection.execute("insert into raw.events values ('2026-12-01 10:00:00')")
+    key = dg.AssetKey(["raw", "events"])
+    criteria = {key: {"loaded_at_field": "created_at", "relation_name": "raw.events"}}
+    warehouse = DuckDBWarehouse(database=str(path))
+    hold = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(3)"
+    with subprocess.Popen([sys.executable, "-c", hold, str(path)], stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(WarehouseBusy):  # what a sensor tick gets: it skips and looks again
+            warehouse.newest_loaded_at(criteria)
+        assert _when_unlocked(lambda: warehouse.newest_loaded_at(criteria)) == {key: datetime(2026, 12, 1, 10)}
+    assert holder.returncode == 0
 
 
 def test_the_gate_refuses_a_truncated_warehouse_before_any_step_writes(course_run, tmp_path, monkeypatch):
