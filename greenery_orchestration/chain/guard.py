@@ -46,6 +46,9 @@ PROCESS_ENV = "GREENERY_RUN_PROCESS"
 # A run the daemon chose just before our placeholder existed is marked STARTING within its
 # dequeue pass; this long after the placeholder, none can still appear.
 SETTLE_SECONDS = 2.0
+# A daemon writes a heartbeat before its first pass and every 30 s after; one silent this long
+# (or none at all: `greenery run` without `greenery ui`) is in no dequeue pass.
+DAEMON_SILENT_SECONDS = 300
 # After SIGINT or SIGTERM, how long the run may take to stop by itself before it is cut short.
 GRACE_SECONDS = 5.0
 UNFINISHED = [
@@ -412,7 +415,7 @@ def _wait_for_other_runs(
 ) -> None:
     mine = instance.get_run_record_by_id(holder.run_id)
     said = None
-    settled_at = time.monotonic() + SETTLE_SECONDS
+    settled_at = time.monotonic() + (SETTLE_SECONDS if _daemon_may_dequeue(instance) else 0)
     while True:
         others = _other_writers(instance, mine)
         if not others and time.monotonic() >= settled_at:
@@ -428,6 +431,11 @@ def _wait_for_other_runs(
                 raise WarehouseBusy(_busy(describe(instance, others[0]), wait_seconds))
         time.sleep(0.5)
         stopper.check()
+
+
+def _daemon_may_dequeue(instance: dg.DagsterInstance) -> bool:
+    heartbeat = instance.get_daemon_heartbeats().get("QUEUED_RUN_COORDINATOR")
+    return heartbeat is not None and time.time() - heartbeat.timestamp < DAEMON_SILENT_SECONDS
 
 
 def _other_writers(instance: dg.DagsterInstance, mine: dg.RunRecord) -> list[dg.RunRecord]:

@@ -213,6 +213,12 @@ def test_run_monitoring_is_on_and_asks_only_what_the_default_launcher_can_do(tmp
         assert not instance.run_launcher.supports_check_run_worker_health
 
 
+def test_without_a_daemon_a_cli_run_waits_for_no_dequeue_pass(tmp_path):
+    (tmp_path / "dagster.yaml").write_text((REPO_DIR / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert not guard._daemon_may_dequeue(instance)
+
+
 def test_a_run_that_does_not_stop_by_itself_is_cut_short(tmp_path):
     """As when a long DuckDB statement holds the main thread: the signal is noted but nothing raises."""
     script = (
@@ -334,6 +340,8 @@ def test_under_the_daemon_runs_wait_for_a_cli_run_and_no_dead_process_blocks_the
         launched = dagster.launch("greenery_production")
         time.sleep(5)
         assert _status(dagster, launched) == "QUEUED"  # the CLI run holds the warehouse
+        with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+            assert guard._daemon_may_dequeue(instance)  # a CLI run waits out the daemon's dequeue pass
 
         dbt = _mid_dbt(cli)
         cli.send(signal.SIGKILL)
