@@ -253,13 +253,12 @@ print(json.dumps(out))
 STAGED = ["--vars", "{staged: true}"]
 RAW_TESTS = "<every test on raw tables, by name>"  # filled in from the manifest, as assets/dbt.py does
 # The Dagster steps' dbt commands on DuckDB, in their order (assets/sources.py, assets/dbt.py,
-# chain/docs.py; chain/masking.py runs none there); "freshness", "stage" and "publish" are the Python
-# steps between them (the gate's freshness query, wap's stage and publish).
+# chain/docs.py; chain/masking.py runs none there); "freshness" and "publish" are the Python steps
+# between them (the gate's freshness query, wap's publish).
 BARE_DBT = [
     ("dbt test (raw tables)", ["test", "--select", "source:*", "--indirect-selection", "cautious"]),
     # After the raw tests, not before as in the gate: it reads the manifest their dbt invocation writes.
     ("freshness (one query per source)", "freshness"),
-    ("stage the snapshot (wap.stage_snapshots)", "stage"),
     ("dbt build snapshot, staged", ["build", "--select", "resource_type:snapshot", *STAGED]),
     ("dbt build models, staged, without the raw tests",
      ["build", *STAGED, "--exclude", "resource_type:snapshot", RAW_TESTS]),
@@ -284,10 +283,8 @@ chain_started_at = datetime.fromisoformat(sys.argv[4])  # naive UTC, as the chai
 relations = []
 for node in manifest["nodes"].values():
     if node["resource_type"] in ("model", "snapshot", "seed"):
-        unique_key = node["config"].get("unique_key") or ()
-        unique_key = (unique_key,) if isinstance(unique_key, str) else tuple(unique_key)
         # A staged build's manifest names the staged relations (generate_alias_name.sql).
-        relations.append((node["resource_type"], wap.Relation(node["schema"], node["alias"].removesuffix(STAGED), unique_key)))
+        relations.append(wap.Relation(node["schema"], node["alias"].removesuffix(STAGED), wap.merge_key(node)))
 started = time.perf_counter()
 # Capped as the resource's connections are (warehouse_duckdb.duckdb_warehouse).
 with duckdb.connect(prod, config={"memory_limit": duckdb_memory_limit()}) as connection:
@@ -296,10 +293,8 @@ with duckdb.connect(prod, config={"memory_limit": duckdb_memory_limit()}) as con
         for source in manifest["sources"].values():
             if source.get("loaded_at_field") and (source.get("freshness") or {}).get("error_after", {}).get("count"):
                 connection.execute(newest_sql(source)).fetchall()
-    elif what == "stage":
-        wap.stage_snapshots(connection, [r for kind, r in relations if kind == "snapshot"])
     else:
-        wap.publish(connection, [r for _, r in relations], "bench-bare", "bench", run_started_at=chain_started_at)
+        wap.publish(connection, relations, "bench-bare", "bench", run_started_at=chain_started_at)
 print(json.dumps({"seconds": time.perf_counter() - started, "relations": len(relations)}))
 """
 

@@ -29,7 +29,3 @@ BUILD_STAMP = "dbt_updated_at"
 # dbt_project/macros/generate_alias_name.sql gives its name on DuckDB (wap.py), and
 # generate_schema_name.sql its schema on Snowflake (wap_snowflake.py).
 STAGED = "__staged"
-
-# The column each incremental model stamps the rows it writes with, the start of their build
-# (`build_started_at()`, dbt_project/macros/newest_build.sql): its max says how new the rows are.
-BUILD_STAMP = "dbt_updated_at"

@@ -2,8 +2,9 @@
 
 A production build writes every model and snapshot under `<name>__staged` beside the relation
 readers use (dbt_project/macros/generate_alias_name.sql); an incremental model stages only its new
-rows, as `<name>__delta`, with `<name>__staged` a view of the table as it will be
-(macros/materializations/incremental.sql). Every blocking test runs on the staged relations.
+rows, and the snapshot only its new and closed versions, as `<name>__delta`, with `<name>__staged`
+a view of the table as it will be (macros/materializations/incremental.sql, snapshot.sql). Every
+blocking test runs on the staged relations.
 Publishing is one DuckDB transaction: staged tables are renamed over the published ones (no
 copy), deltas are merged in by key (a scan of the published keys, and the new rows), views are
 recreated on the published names, and a row goes to the publish log. A failed run publishes
@@ -12,9 +13,10 @@ nothing and leaves its staged relations for inspection until the next run rebuil
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -50,20 +52,23 @@ class Relation:
         return f"{self.schema}.{self.name}"
 
 
+def merge_key(node: Mapping[str, Any]) -> tuple[str, ...]:
+    """The columns by which the rows of a dbt node's staged delta replace published ones: an
+    incremental model's `unique_key` (one name or a list); a snapshot's version id, since its
+    rows are versions of what its `unique_key` names."""
+    if node["resource_type"] == "snapshot":
+        return (snapshot_column(node, "dbt_scd_id"),)
+    key = node["config"].get("unique_key") or ()
+    return (key,) if isinstance(key, str) else tuple(key)
+
+
+def snapshot_column(node: Mapping[str, Any], name: str) -> str:
+    """A snapshot's meta column (`dbt_scd_id`, `dbt_valid_to`, ...) under the name it configures."""
+    return (node["config"].get("snapshot_meta_column_names") or {}).get(name) or name
+
+
 class NothingStaged(Exception):
     """A relation this run should have built has no staged version to publish."""
-
-
-def stage_snapshots(connection: duckdb.DuckDBPyConnection, snapshots: Iterable[Relation]) -> None:
-    """Copy each published snapshot to its staged name, for `dbt snapshot` to add this run's
-    versions to. A snapshot is history: unlike a model it cannot be rebuilt from the raw tables.
-    (It holds a row per order version, a small table next to the events.)"""
-    for snapshot in snapshots:
-        staged = _quoted(snapshot.schema, snapshot.name + STAGED)
-        if _kind(connection, snapshot.schema, snapshot.name) == "table":
-            connection.execute(f"create or replace table {staged} as select * from {_quoted(snapshot.schema, snapshot.name)}")
-        else:
-            connection.execute(f"drop table if exists {staged}")
 
 
 def publish(

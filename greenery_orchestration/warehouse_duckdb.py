@@ -79,9 +79,9 @@ class DuckDBWarehouse(DuckDBResource):
         return f"{schema}.{name}{STAGED}"
 
     def stage_build(self, snapshots: Iterable[wap.Relation]) -> None:
-        # Incremental models stage only their new rows (wap.py): the snapshots alone need a copy.
-        with self.get_connection() as connection:
-            wap.stage_snapshots(connection, snapshots)
+        # Nothing to copy: the snapshot and the incremental models stage only their changes,
+        # beside the published history they read (wap.py).
+        return None
 
     def publish(
         self, built: Iterable[wap.Relation], run_id: str, code_version: str, *, run_started_at: datetime | None

@@ -86,16 +86,11 @@ def test_a_publish_that_fails_changes_nothing(warehouse):
     assert warehouse.execute("select count(*) from marts.fct_events__delta").fetchone() == (2,)  # kept
 
 
-def test_a_first_build_publishes_a_whole_table_and_snapshots_are_staged_as_copies(warehouse):
+def test_a_first_build_publishes_a_whole_table(warehouse):
     warehouse.execute("drop table marts.fct_events; drop view marts.fct_events__staged; drop table marts.fct_events__delta")
     warehouse.execute("create table marts.fct_events__staged as select 'e9' as event_id, 'full' as note")
     wap.publish(warehouse, [EVENTS], "run-1", "abc123", run_started_at=STARTED)
     assert _rows(warehouse, "select * from marts.fct_events") == [("e9", "full")]
-
-    snapshot = wap.Relation("marts", "fct_events")
-    wap.stage_snapshots(warehouse, [snapshot])
-    warehouse.execute("insert into marts.fct_events__staged values ('e10', 'version 2')")
-    assert _rows(warehouse, "select * from marts.fct_events") == [("e9", "full")]  # history as published
 
 
 def test_a_view_of_a_view_is_published_after_the_view_it_reads(warehouse):

@@ -2,7 +2,7 @@
    on Snowflake adds to the snapshot in `snapshots__staged`, which wap_snowflake.stage() cloned
    from the published schema. Without that clone dbt would start a new snapshot there, holding
    only today's versions, and publishing it would retire the history: so the snapshot's pre-hook
-   stops the build instead. (On DuckDB wap.stage_snapshots copies it, and nothing changes here.) #}
+   stops the build instead. (On DuckDB the snapshot stages only its changes beside the published history: nothing here.) #}
 {% macro require_staged_history(relation) -%}
     {%- if execute and var('staged', false) and stages_schemas() -%}
         {%- set published = published_relation(relation) -%}

@@ -14,7 +14,7 @@
 ) }}
 
 {%- set orders = source('greenery', 'orders') -%}
-{%- set history = load_relation(this) if execute else none -%}
+{%- set history = load_relation(history_relation(this)) if execute else none -%}
 {%- set loaded = loaded_since_last_run(orders, history=history) if history is not none else none %}
 
 select * from {{ orders }}

@@ -221,15 +221,9 @@ def dbt_relations(keys: Iterable[dg.AssetKey]) -> dict[dg.AssetKey, wap.Relation
     relations = {}
     for node in manifest["nodes"].values():
         if node["resource_type"] in ("model", "snapshot", "seed"):
-            relations[translator.get_asset_key(node)] = wap.Relation(node["schema"], node["alias"], unique_key(node))
+            relations[translator.get_asset_key(node)] = wap.Relation(node["schema"], node["alias"], wap.merge_key(node))
     wanted = set(keys)
     return {key: relation for key, relation in relations.items() if key in wanted}
-
-
-def unique_key(node: Mapping[str, Any]) -> tuple[str, ...]:
-    """A dbt node's `unique_key` config as columns: dbt takes one name or a list."""
-    key = node["config"].get("unique_key") or ()
-    return (key,) if isinstance(key, str) else tuple(key)
 
 
 def _dbt_build(

@@ -4,10 +4,11 @@ from collections.abc import Iterator, Sequence
 
 import dagster as dg
 
-from greenery_orchestration.assets.dbt import is_incremental, unique_key
+from greenery_orchestration.assets.dbt import is_incremental
 from greenery_orchestration.assets.sources import raw_manifest
 from greenery_orchestration.chain.masking import pii_columns
 from greenery_orchestration.marts import BUILD_STAMP
+from greenery_orchestration.wap import merge_key, snapshot_column
 from greenery_orchestration.rawdata.schema import is_load_marker
 from greenery_orchestration.settings import target
 from greenery_orchestration.warehouse import WAREHOUSE_POOL, WAREHOUSE_RETRY, Changes, Warehouse
@@ -52,14 +53,12 @@ def table_changes(manifest: dict) -> dict[str, Changes]:
     changes = {}
     for node in manifest["nodes"].values():
         if is_incremental(node):
-            changes[f"{node['schema']}.{node['alias']}"] = Changes(BUILD_STAMP, unique_key(node))
+            changes[f"{node['schema']}.{node['alias']}"] = Changes(BUILD_STAMP, merge_key(node))
         # A `timestamp` snapshot stamps versions with the source's own times, which can be older
         # than the copy's newest: only `check` stamps them with the time of the run.
         elif node["resource_type"] == "snapshot" and node["config"].get("strategy") == "check":
-            renamed = node["config"].get("snapshot_meta_column_names") or {}
-            names = {name: renamed.get(name) or name for name in ("dbt_scd_id", "dbt_updated_at", "dbt_valid_to")}
             changes[f"{node['schema']}.{node['alias']}"] = Changes(
-                names["dbt_updated_at"], (names["dbt_scd_id"],), closed_by=names["dbt_valid_to"]
+                snapshot_column(node, "dbt_updated_at"), merge_key(node), closed_by=snapshot_column(node, "dbt_valid_to")
             )
     for source in manifest["sources"].values():
         markers = [name for name, column in source["columns"].items() if is_load_marker(column)]

@@ -106,6 +106,51 @@ def test_a_run_reads_the_orders_loaded_since_the_last_publishing_run_and_a_full_
     assert list(versions[edited.order_id]) == [2] and list(current[edited.order_id]) == ["shipped"]
 
 
+def test_a_staged_run_writes_only_its_changes_and_readers_see_them_once_published(warehouse, course_data):
+    """The snapshot stages its new and closed versions beside the published history (no copy of
+    it), and the publish merges them in: the history equals what the changes make of it."""
+    assert main(["load-csv", str(course_data)]) == 0
+    _publishing_run()
+    before = _query(warehouse, "select * from snapshots.orders_snapshot")
+    updates = _course_updates(course_data)
+    _change_orders(warehouse, updates)
+    from greenery_orchestration.definitions import defs
+
+    staged = defs().resolve_job_def("greenery_production").execute_in_process(
+        instance=dg.DagsterInstance.get(), asset_selection=[SNAPSHOT]
+    )
+
+    assert staged.success
+    delta = _query(warehouse, "select order_id, status, dbt_valid_to is null as current from snapshots.orders_snapshot__delta")
+    assert len(delta) == 2 * len(updates)  # each changed order: its closed version and its new one
+    assert sorted(delta.order_id.unique()) == sorted(updates.order_id)
+    assert set(zip(delta.status, delta.current)) == {("preparing", False), ("shipped", True)}
+    assert _query(warehouse, "select count(*) as n from snapshots.orders_snapshot__staged").n[0] == ORDERS + len(updates)
+    assert _query(warehouse, "select * from snapshots.orders_snapshot").equals(before)  # readers see no change yet
+
+    _publishing_run()
+
+    versions = _versions(warehouse)
+    assert versions.sum() == ORDERS + len(updates) and set(versions[updates.order_id]) == {2}
+
+
+def test_a_new_column_of_the_orders_joins_the_history_and_keeps_every_version(warehouse, course_data):
+    """dbt's own materialization adds the column, on a staged copy of the history."""
+    assert main(["load-csv", str(course_data)]) == 0
+    _publishing_run()
+    with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
+        connection.execute("alter table raw.orders add column gift_note varchar")
+    updates = _course_updates(course_data).assign(gift_note="for mum")
+    _change_orders(warehouse, updates)
+
+    _publishing_run()
+
+    history = _query(warehouse, "select order_id, gift_note, dbt_valid_to is null as current from snapshots.orders_snapshot")
+    assert len(history) == ORDERS + len(updates)
+    assert sorted(history[history.gift_note == "for mum"].order_id) == sorted(updates.order_id)
+    assert history[history.gift_note == "for mum"].current.all()
+
+
 def test_a_history_from_before_the_load_marker_reads_every_order(warehouse, course_data):
     assert main(["load-csv", str(course_data)]) == 0
     _publishing_run()
