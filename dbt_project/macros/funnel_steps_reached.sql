@@ -23,11 +23,8 @@
 {% macro _funnel_paths(name, funnel, events, new_events) -%}
     {%- set steps = funnel['steps'] -%}
     {%- set ordered = _funnel_setting(name, funnel, 'order', ['ordered', 'any']) == 'ordered' -%}
-    {%- set unit = _funnel_setting(name, funnel, 'unit', ['session', 'user']) ~ '_id' -%}
-    {%- set window = funnel.get('window', 'session') -%}
-    {%- if window != 'session' and not (window is number and window > 0) -%}
-        {{ exceptions.raise_compiler_error("funnel " ~ name ~ ": window must be `session` or a number of minutes, not " ~ window) }}
-    {%- endif -%}
+    {%- set unit = _funnel_unit(name, funnel) ~ '_id' -%}
+    {%- set window = _funnel_window(name, funnel) -%}
     {%- set path = _path_column(name, funnel) -%}
     with
     {%- if new_events is not none %}
@@ -125,7 +122,7 @@
    step-1 row, built before or among the new events. The earliest of those starts is looked up
    first and written as a literal, so the scan skips every older block. #}
 {% macro _events_of_open_paths(name, funnel, events, path, new_events) -%}
-    {%- set window = funnel.get('window', 'session') -%}
+    {%- set window = _funnel_window(name, funnel) -%}
     {%- set history = history_relation(this) -%}
     {%- set new_steps -%}
         select {{ path }} as path_id, created_at from {{ new_events }} as new_events
@@ -160,15 +157,28 @@
 {# What a path of the funnel is: a session (window `session`), or the unit from its first step
    on. The session or the unit id: where it is the unit id, a funnel has one path per unit. #}
 {% macro _path_column(name, funnel) -%}
-    {%- set unit = _funnel_setting(name, funnel, 'unit', ['session', 'user']) ~ '_id' -%}
-    {{ return('session_id' if funnel.get('window', 'session') == 'session' else unit) }}
+    {{ return('session_id' if _funnel_window(name, funnel) == 'session' else _funnel_unit(name, funnel) ~ '_id') }}
+{%- endmacro %}
+
+{# What a path of the funnel covers: `session` (the default) or a number of minutes. #}
+{% macro _funnel_window(name, funnel) -%}
+    {%- set window = funnel.get('window', 'session') -%}
+    {%- if window != 'session' and not (window is number and window > 0) -%}
+        {{ exceptions.raise_compiler_error("funnel " ~ name ~ ": window must be `session` or a number of minutes, not " ~ window) }}
+    {%- endif -%}
+    {{ return(window) }}
+{%- endmacro %}
+
+{# What the funnel counts: `session` (the default) or `user`. #}
+{% macro _funnel_unit(name, funnel) -%}
+    {{ return(_funnel_setting(name, funnel, 'unit', ['session', 'user'])) }}
 {%- endmacro %}
 
 {# The names of the funnels with one path per unit: they count a step's paths, not distinct units. #}
 {% macro funnels_with_one_path_per_unit() -%}
     {%- set names = [] -%}
     {%- for name, funnel in var('funnels').items() -%}
-        {%- if _path_column(name, funnel) == funnel.get('unit', 'session') ~ '_id' -%}
+        {%- if _path_column(name, funnel) == _funnel_unit(name, funnel) ~ '_id' -%}
             {%- do names.append(name) -%}
         {%- endif -%}
     {%- endfor -%}
@@ -186,7 +196,7 @@
     {%- endif %}
     select
         '{{ funnel_name }}' as funnel_name,
-        '{{ funnel.get("unit", "session") }}' as counting_unit,
+        '{{ _funnel_unit(funnel_name, funnel) }}' as counting_unit,
         {{ loop.index }} as step_number,
         '{{ step }}' as funnel_step
     {%- endfor %}

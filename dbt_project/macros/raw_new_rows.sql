@@ -1,4 +1,4 @@
-{# The rows of a raw table its tests read (get_where_subquery, newest_build.sql): those a run
+{# The rows of a raw table its tests read (get_where_subquery.sql): those a run
    reads (loaded_since_last_run.sql), or every row.
 
    `unique` reads every row whose key a new row holds, so a new row repeating an old key fails.

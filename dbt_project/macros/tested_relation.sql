@@ -1,7 +1,7 @@
 {# The whole relation of the model a generic test is attached to, through `ref`, so whatever
    alias the model is built under; of a source test, the raw table. A test's `model` argument is
    narrowed by `get_where_subquery` (a `where` config; for incremental models, the newest build's
-   rows, see newest_build.sql; for raw tables, the new rows, see raw_new_rows.sql); a test that
+   rows, see get_where_subquery.sql; for raw tables, the new rows, see raw_new_rows.sql); a test that
    must see every row (a reconciliation, a volume test) reads this instead.
    Call it from the test's body: there `model` is the test node, as in get_where_subquery. #}
 {% macro tested_relation() -%}

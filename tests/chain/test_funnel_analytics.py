@@ -240,3 +240,19 @@ def test_a_funnel_declared_in_yaml_and_a_listed_test_account(course_run, events,
     assert steps[steps.funnel_name == "sessions"].units.iloc[0] < 578  # the tester's sessions are gone
     assert steps[steps.funnel_name == "carts_any_order"].units.tolist() == users_with
     assert flagged.user_id.tolist() == [tester]
+
+
+@pytest.mark.parametrize(("setting", "refusal"), [
+    ("window: -5", "funnel carts: window must be `session` or a number of minutes, not -5"),
+    ("unit: visitor", "funnel carts: unit must be one of session, user, not visitor"),
+])
+def test_a_funnel_declared_wrong_is_refused_with_its_name_and_setting(tmp_path, setting, refusal):
+    funnels = "{funnels: {carts: {steps: [add_to_cart, checkout], " + setting + "}}}"
+    compiled = subprocess.run(
+        [str(Path(sys.executable).with_name("dbt")), "compile", "--select", "int_funnel_steps__reached",
+         "--vars", funnels, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path)],
+        env={**os.environ, "GREENERY_WAREHOUSE_DIR": str(tmp_path)}, capture_output=True, text=True, timeout=300,
+    )
+    assert compiled.returncode == 2  # dbt: an error, not a failing test
+    assert refusal in compiled.stdout, compiled.stdout[-3000:]

@@ -142,9 +142,10 @@ def test_full_refresh_flag_rebuilds_what_incremental_runs_keep(course_run, wareh
     assert built_events() == raw_events
 
 
-def _dbt_test(folder: Path, tmp_path: Path, select: str) -> subprocess.CompletedProcess:
+def _dbt_test(folder: Path, tmp_path: Path, select: str, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(Path(sys.executable).with_name("dbt")), "test", "--select", select, "--target-path", str(tmp_path / "target")],
+        [str(Path(sys.executable).with_name("dbt")), "test", "--select", select, "--target-path", str(tmp_path / "target"),
+         *flags],
         cwd=DBT_PROJECT_DIR, capture_output=True, text=True, check=False,
         env={**os.environ, "GREENERY_WAREHOUSE_DIR": str(folder), "DBT_LOG_PATH": str(tmp_path / "logs")},
     )
@@ -183,6 +184,21 @@ def test_tests_of_incremental_models_read_the_rows_of_the_newest_build(tmp_path)
     assert old_duplicate.returncode == 0, old_duplicate.stdout[-2000:]  # an earlier build's rows: tested then
     assert new_duplicate.returncode == 1
     assert "unique_fct_events_event_id" in new_duplicate.stdout and "Got 1 result" in new_duplicate.stdout
+
+    # A staged build (write-audit-publish) writes the new rows to fct_events__delta, beside the
+    # published table and its duplicates: its tests read that delta, not the staged view over both.
+    _load(tmp_path, tables, slices.deliveries[2], append=True)
+    staged = ("--vars", "{staged: true}")
+    _dbt_build(tmp_path, tmp_path, "--select", "+fct_events", "--exclude", "test_type:data", *staged)
+    clean_delta = _dbt_test(tmp_path, tmp_path, row_tests, *staged)
+    with duckdb.connect(prod) as connection:
+        connection.execute("insert into marts.fct_events__delta select * from marts.fct_events__delta limit 1")
+    duplicate_in_delta = _dbt_test(tmp_path, tmp_path, row_tests, *staged)
+
+    assert clean_delta.returncode == 0, clean_delta.stdout[-2000:]
+    assert duplicate_in_delta.returncode == 1 and "Got 1 result" in duplicate_in_delta.stdout
+    compiled = next((tmp_path / "target" / "compiled").rglob("unique_fct_events_event_id.sql")).read_text()
+    assert '"fct_events__delta"' in compiled and "fct_events__staged" not in compiled, compiled
 
 
 def _sessions_per_step(connection) -> list[int]:

@@ -12,7 +12,7 @@
 {% materialization incremental, adapter='duckdb' %}
     {%- set published = published_relation(this) -%}
     {%- set staged = this if this.identifier != published.identifier else none -%}
-    {%- set delta = published.incorporate(path={'identifier': published.identifier ~ '__delta'}) -%}
+    {%- set delta = delta_relation(published) -%}
     {%- set unique_key = config.require('unique_key') -%}
     {%- set keys = [unique_key] if unique_key is string else unique_key -%}
 
@@ -32,6 +32,7 @@
         {%- set built = target.incorporate(type='table') -%}
     {%- else -%}
         {%- do run_query(create_table_as(False, delta.incorporate(type='table'), compiled_code)) -%}
+        {%- do adapter.cache_added(delta.incorporate(type='table')) -%}
         {%- set columns = adapter.get_columns_in_relation(published) | map(attribute='name') | list -%}
         {%- set delta_columns = adapter.get_columns_in_relation(delta) | map(attribute='name') | list -%}
         {%- if (columns | map('lower') | list) != (delta_columns | map('lower') | list) -%}
@@ -50,6 +51,9 @@
                 drop table {{ delta }}
             {%- endif -%}
         {%- endcall -%}
+        {%- if staged is none -%}
+            {%- do adapter.cache_dropped(delta) -%}
+        {%- endif -%}
         {%- set built = staged.incorporate(type='view') if staged is not none else published -%}
     {%- endif -%}
 
@@ -58,6 +62,22 @@
     {{ run_hooks(post_hooks, inside_transaction=False) }}
     {{ return({'relations': [built]}) }}
 {% endmaterialization %}
+
+
+{# Where a staged build of `relation` writes its changes: `<published name>__delta`. #}
+{% macro delta_relation(relation) -%}
+    {%- set published = published_relation(relation) -%}
+    {{ return(published.incorporate(path={'identifier': published.identifier ~ '__delta'})) }}
+{%- endmacro %}
+
+{# The delta a staged build of `relation` (by its staged name) wrote, if there is one: none on
+   Snowflake, whose staged relations are whole tables in a staged schema. #}
+{% macro staged_delta(relation) -%}
+    {%- if published_relation(relation).identifier == relation.identifier -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return(load_cached_relation(delta_relation(relation))) }}
+{%- endmacro %}
 
 
 {% macro published_rows_not_in_delta(published, delta, keys, columns) -%}

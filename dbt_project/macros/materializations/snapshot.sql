@@ -17,7 +17,7 @@
     {%- if this.identifier == published.identifier -%}
         {{ return(materialization_snapshot_default()) }}
     {%- endif -%}
-    {%- set delta = published.incorporate(path={'identifier': published.identifier ~ '__delta'}) -%}
+    {%- set delta = delta_relation(published) -%}
     {%- do drop_relation_if_exists(load_cached_relation(delta)) -%}
     {%- do drop_relation_if_exists(load_cached_relation(this)) -%}
     {%- set published = load_cached_relation(published) -%}
