@@ -88,7 +88,7 @@ class Warehouse(Protocol):
     def staged_relation(self, schema: str, name: str) -> str:
         """Where a production build writes `schema.name` before it is published."""
 
-    def stage_build(self, snapshots: Iterable["Relation"]) -> None:
+    def stage_build(self) -> None:
         """Before a staged build: give it the published history (the snapshots' versions, the
         incremental models' rows) to add this run's to."""
 

@@ -78,7 +78,7 @@ class DuckDBWarehouse(DuckDBResource):
     def staged_relation(self, schema: str, name: str) -> str:
         return f"{schema}.{name}{STAGED}"
 
-    def stage_build(self, snapshots: Iterable[wap.Relation]) -> None:
+    def stage_build(self) -> None:
         # Nothing to copy: the snapshot and the incremental models stage only their changes,
         # beside the published history they read (wap.py).
         return None

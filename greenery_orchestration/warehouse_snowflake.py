@@ -99,7 +99,7 @@ class SnowflakeWarehouse(SnowflakeResource):
     def staged_relation(self, schema: str, name: str) -> str:
         return f"{schema}{STAGED}.{name}"
 
-    def stage_build(self, snapshots: Iterable["Relation"]) -> None:
+    def stage_build(self) -> None:
         # Every schema dbt fills, zero-copy: the snapshot's history and the incremental models' rows.
         with self.get_connection() as connection:
             wap_snowflake.stage(connection, self.database, _dbt_schemas())

@@ -107,7 +107,7 @@ INCREMENTAL_MODELS = incremental_models(_MANIFEST)
 def greenery_snapshots(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ResourceParam[Warehouse]
 ) -> Iterator:
-    warehouse.stage_build(dbt_relations(context.selected_asset_keys).values())
+    warehouse.stage_build()
     # It reads the orders loaded after the newest load its history holds; a full refresh, every order.
     yield from _dbt_build(context, dbt, warehouse, every_raw_row=is_full_refresh(context.run))
 

@@ -8,9 +8,9 @@ from greenery_orchestration.assets.dbt import is_incremental
 from greenery_orchestration.assets.sources import raw_manifest
 from greenery_orchestration.chain.masking import pii_columns
 from greenery_orchestration.marts import BUILD_STAMP
-from greenery_orchestration.wap import merge_key, snapshot_column
 from greenery_orchestration.rawdata.schema import is_load_marker
 from greenery_orchestration.settings import target
+from greenery_orchestration.wap import merge_key, snapshot_column
 from greenery_orchestration.warehouse import WAREHOUSE_POOL, WAREHOUSE_RETRY, Changes, Warehouse
 
 ENVIRONMENTS = ["dev", "ci"]
