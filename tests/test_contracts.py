@@ -183,6 +183,7 @@ def test_broken_raw_data_stops_the_run_with_one_named_check_per_breakage(
     unknown_order = ordered[~ordered.order_id.isin(set(orders.order_id))]
     bad_carrier = orders[~orders.shipping_service.isin(CARRIERS)]
     twice = users.user_id[users.user_id.duplicated()]
+    of_no_user = orders[~orders.user_id.isin(set(users.user_id))]  # the orders of the users gone
 
     def keys(column: str, values: pd.Series) -> set[str]:
         return {f"{column} {value}" for value in values}
@@ -199,6 +200,8 @@ def test_broken_raw_data_stops_the_run_with_one_named_check_per_breakage(
         _check_line("source_accepted_values_greenery_orders_shipping_service", "raw/orders",
                     len(bad_carrier)): keys("order_id", bad_carrier.order_id),
         _check_line("source_unique_greenery_users_user_id", "raw/users", int(twice.nunique())): keys("user_id", twice),
+        _check_line("source_relationships_greenery_orders_user_id__greenery_users", "raw/orders",
+                    len(of_no_user)): keys("order_id", of_no_user.order_id),
         # The address without an id has no key to name: nothing else of it is shown.
         _check_line("source_not_null_greenery_addresses_address_id", "raw/addresses",
                     int((addresses.address_id == "").sum())): None,

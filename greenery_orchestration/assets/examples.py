@@ -4,7 +4,8 @@ rows, what it says of each of the first few (`1 failing row(s), threshold 0: che
 
 A row is named by its table's key as the dbt project already declares it: a model's or snapshot's
 `unique_key`, else the column of the table's `unique` test or the columns of its
-`unique_combination_of_columns` test; never a key with a column declared PII. The generic tests
+`unique_combination_of_columns` test, else (a staging model) its source's; never a key with a
+column declared PII. The generic tests
 return their failing rows whole (dbt_project/tests/generic/), and only the key is read out of them.
 
 A test describes its rows by naming the column that does in its config meta
@@ -54,6 +55,12 @@ def row_keys(manifest: dict) -> dict[str, tuple[str, ...]]:
         named = [columns for columns in keyed if not pii & {column.lower() for column in columns}]
         if named:
             keys[unique_id] = min(named, key=len)
+    # A staging model renames the one source it reads and keeps its rows, whose tests are on the
+    # source (dbt_project/models/staging): the source's key names its rows.
+    for unique_id, node in manifest["nodes"].items():
+        parents = node["depends_on"].get("nodes", []) if node["resource_type"] == "model" else []
+        if unique_id not in keys and len(parents) == 1 and parents[0] in manifest["sources"] and parents[0] in keys:
+            keys[unique_id] = keys[parents[0]]
     return keys
 
 

@@ -24,12 +24,14 @@ def _test_id(manifest: dict, name: str) -> str:
 
 def test_each_table_is_keyed_as_the_project_already_declares_it(manifest):
     keys = row_keys(manifest)
-    # A `unique` test; raw order_items has none, so its rows have no key to name.
+    # A `unique` test, or order_items' unique_combination_of_columns.
     assert {uid.removeprefix(SOURCE): key for uid, key in keys.items() if uid.startswith(SOURCE)} == {
-        "addresses": ("address_id",), "events": ("event_id",), "orders": ("order_id",),
-        "products": ("product_id",), "promos": ("promo_id",), "users": ("user_id",),
+        "addresses": ("address_id",), "events": ("event_id",), "order_items": ("order_id", "product_id"),
+        "orders": ("order_id",), "products": ("product_id",), "promos": ("promo_id",), "users": ("user_id",),
     }
-    assert keys["model.greenery.stg_greenery__order_items"] == ("order_id", "product_id")  # unique_combination_of_columns
+    # A staging model, tested on its source: the source's key.
+    assert keys["model.greenery.stg_greenery__order_items"] == ("order_id", "product_id")
+    assert keys["model.greenery.stg_greenery__users"] == ("user_id",)
     assert keys["model.greenery.fct_sessions"] == ("session_id",)  # unique_key
     assert keys["snapshot.greenery.orders_snapshot"] == ("order_id",)
 
@@ -37,7 +39,9 @@ def test_each_table_is_keyed_as_the_project_already_declares_it(manifest):
 def test_a_column_declared_pii_is_never_a_key(manifest):
     changed = copy.deepcopy(manifest)
     changed["nodes"][_test_id(changed, "source_unique_greenery_users_user_id")]["column_name"] = "email"
-    assert SOURCE + "users" not in row_keys(changed)
+    keys = row_keys(changed)
+    assert SOURCE + "users" not in keys
+    assert "model.greenery.stg_greenery__users" not in keys  # nor its staging model's
 
 
 def test_only_failed_row_tests_with_a_key_are_read_and_an_error_leaves_the_example_out(manifest):
@@ -60,7 +64,10 @@ def test_only_failed_row_tests_with_a_key_are_read_and_an_error_leaves_the_examp
         result("source_not_null_greenery_events_session_id", status="pass"),
         result("source_not_null_greenery_order_items_order_id"),  # no key: not read
     ]
-    assert failing_examples(query, manifest, results) == {named["unique_id"]: {EXAMPLE: "event_id e-1"}}
+    # Without the test that keys raw order_items, nothing names its rows.
+    keyless = copy.deepcopy(manifest)
+    del keyless["nodes"][_test_id(keyless, "source_unique_combination_of_columns_greenery_order_items_order_id__product_id")]
+    assert failing_examples(query, keyless, results) == {named["unique_id"]: {EXAMPLE: "event_id e-1"}}
     assert len(asked) == 2
     # Only the key is read out of the failing rows.
     assert asked[0].startswith("select event_id from (\nselect * from raw.events\n) as failing where")

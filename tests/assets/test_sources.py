@@ -148,9 +148,11 @@ def published(course_run, warehouse) -> dict:
         ((loaded_at,),) = connection.execute("select distinct _loaded_at from raw.events").fetchall()
         ((user_id,),) = connection.execute("select min(user_id) from raw.users").fetchall()
         ((order_id,),) = connection.execute("select min(order_id) from raw.orders").fetchall()
+        ((item,),) = connection.execute(
+            "select min({'order_id': order_id, 'product_id': product_id}) from raw.order_items").fetchall()
         ((promos,),) = connection.execute("select count(*) from raw.promos").fetchall()
     return {"database": warehouse / "prod.duckdb", "started": started, "published_at": published_at,
-            "loaded_at": loaded_at, "user_id": user_id, "order_id": order_id, "promos": promos}
+            "loaded_at": loaded_at, "user_id": user_id, "order_id": order_id, "item": item, "promos": promos}
 
 
 def _insert(database: Path, table: str, rows: list[dict]) -> None:
@@ -181,6 +183,15 @@ def test_the_gate_tests_the_raw_rows_loaded_since_the_last_publishing_run_began(
     ])
     # A new row repeating a key an old row holds: unique reads the old row too.
     _insert(published["database"], "users", [{"user_id": published["user_id"], "_loaded_at": now}])
+    # The same of a key of two columns; and new children of no parent.
+    _insert(published["database"], "order_items", [
+        {**published["item"], "quantity": 1, "_loaded_at": now},
+        {"order_id": "no-such-order", "product_id": published["item"]["product_id"], "quantity": 1, "_loaded_at": now},
+    ])
+    _insert(published["database"], "orders", [{
+        "order_id": str(uuid.uuid4()), "user_id": "no-such-user", "created_at": datetime(2021, 2, 12, 9),
+        "status": "preparing", "_loaded_at": now,
+    }])
     with duckdb.connect(str(published["database"])) as connection:
         connection.execute("delete from raw.promos")  # old rows gone: the volume test reads every row
 
@@ -191,6 +202,9 @@ def test_the_gate_tests_the_raw_rows_loaded_since_the_last_publishing_run_began(
             "source_not_null_greenery_events_session_id": 1,
             "source_not_null_greenery_events_created_at": 1,
             "source_unique_greenery_users_user_id": 1,
+            "source_unique_combination_of_columns_greenery_order_items_order_id__product_id": 1,
+            "source_relationships_greenery_order_items_order_id__greenery_orders": 1,
+            "source_relationships_greenery_orders_user_id__greenery_users": 1,
             "source_not_empty_nor_shrunk_greenery_promos": published["promos"],
         }
 
@@ -203,6 +217,9 @@ def test_the_gate_tests_the_raw_rows_loaded_since_the_last_publishing_run_began(
             "source_not_null_greenery_events_created_at": 1,
             "source_accepted_values_greenery_events_event_type__page_view__add_to_cart__checkout__package_shipped": 1,
             "source_unique_greenery_users_user_id": 1,
+            "source_unique_combination_of_columns_greenery_order_items_order_id__product_id": 1,
+            "source_relationships_greenery_order_items_order_id__greenery_orders": 1,
+            "source_relationships_greenery_orders_user_id__greenery_users": 1,
             "source_not_empty_nor_shrunk_greenery_promos": published["promos"],
         }
     capsys.readouterr()

@@ -71,13 +71,18 @@ def test_write_pandas_fills_every_raw_table(snowflake_server, raw_tables):
 
 
 def test_dbt_builds_the_staging_layer_and_dagster_snowflake_reads_it(snowflake_server, raw_tables, tmp_path, monkeypatch):
-    done = dbt(snowflake_server, tmp_path, "build", "--select", *STAGING.values())
+    done = dbt(snowflake_server, tmp_path, "build", "--select", "source:greenery", *STAGING.values(),
+               "--indirect-selection", "cautious")  # their tests, not the marts' tests reading a source
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:] + snowflake_server.server_log()
     results = json.loads((tmp_path / "run_results.json").read_text())["results"]
     built = {r["unique_id"].split(".")[-1] for r in results if r["unique_id"].startswith("model.")}
     assert built == set(STAGING.values())
     assert {r["status"] for r in results} == {"success", "pass"}
-    assert sum(r["unique_id"].startswith("test.") for r in results) > 10  # the staging models' tests ran too
+    # The staging models' tests ran too, and their sources', which hold the keys' and references' tests.
+    tested = {r["unique_id"].split(".")[2] for r in results if r["unique_id"].startswith("test.")}
+    assert {"source_unique_combination_of_columns_greenery_order_items_order_id__product_id",
+            "source_relationships_greenery_orders_user_id__greenery_users"} <= tested
+    assert len(tested) > 30
 
     # The code location's resource, configured from the same environment, reads what dbt built.
     for name, value in snowflake_server.env.items():

@@ -7,13 +7,23 @@
 
 {#- The events loaded since the newest build (their load marker), however late they happened:
     the delta is the new events alone. An event-time lookback rewrote the last lookback_hours of
-    events on every run, 8x the new ones after +1% events at 10M. #}
-{%- set loaded = keys_loaded_since_last_build('greenery', 'events', 'event_id') %}
+    events on every run, 8x the new ones after +1% events at 10M. The earliest of them is looked
+    up first and written in as a literal (as in macros/recent_sessions.sql): the scan of the
+    events then skips every older block instead of matching all their ids (6.4 s of a +1% build
+    at 70M events). A raw event_id is unique (the gate's test), so no row is lost to the bound. #}
+{%- set loaded = loaded_since_last_build('greenery', 'events') %}
+{%- if loaded %}
+{%- set new_events = source('greenery', 'events') ~ ' where ' ~ loaded %}
+{%- set earliest = _first_value('select min(created_at) from ' ~ new_events) %}
+{%- endif %}
 
 with events as (
     select * from {{ ref('stg_greenery__events') }}
-    {%- if loaded %}
-    where event_id in ({{ loaded }})
+    {%- if loaded and earliest is none %}
+    where false
+    {%- elif loaded %}
+    where event_id in (select event_id from {{ new_events }})
+        and created_at >= {{ timestamp_literal(earliest) }}
     {%- endif %}
 ),
 
