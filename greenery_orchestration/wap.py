@@ -42,7 +42,7 @@ PUBLISH_LOG_COLUMNS = {
 @dataclass(frozen=True)
 class Relation:
     """A dbt model or snapshot as readers see it: `schema.name`, with the unique key an
-    incremental model merges on."""
+    incremental model merges on (none: it appends)."""
 
     schema: str
     name: str
@@ -54,8 +54,8 @@ class Relation:
 
 def merge_key(node: Mapping[str, Any]) -> tuple[str, ...]:
     """The columns by which the rows of a dbt node's staged delta replace published ones: an
-    incremental model's `unique_key` (one name or a list); a snapshot's version id, since its
-    rows are versions of what its `unique_key` names."""
+    incremental model's `unique_key` (one name or a list; none for a model that appends); a
+    snapshot's version id, since its rows are versions of what its `unique_key` names."""
     if node["resource_type"] == "snapshot":
         return (snapshot_column(node, "dbt_scd_id"),)
     key = node["config"].get("unique_key") or ()
@@ -139,13 +139,15 @@ def _publish_one(connection: duckdb.DuckDBPyConnection, relation: Relation) -> s
     if staged_kind is None:
         raise NothingStaged(f"{relation}: this run built it, but {schema}.{name}{STAGED} is missing")
     if staged_kind == "view" and delta:
-        # An incremental model: the new rows replace the published rows with the same key.
+        # An incremental model: the new rows replace the published rows with the same key (with
+        # no key, they are added).
         columns = ", ".join(f'"{c}"' for c in _columns(connection, schema, name))
-        matches = " and ".join(f'delta."{key}" = published."{key}"' for key in relation.unique_key)
         delta_table = _quoted(schema, name + DELTA)
-        connection.execute(
-            f"delete from {published} as published where exists (select 1 from {delta_table} as delta where {matches})"
-        )
+        if relation.unique_key:
+            matches = " and ".join(f'delta."{key}" = published."{key}"' for key in relation.unique_key)
+            connection.execute(
+                f"delete from {published} as published where exists (select 1 from {delta_table} as delta where {matches})"
+            )
         connection.execute(f"insert into {published} ({columns}) select {columns} from {delta_table}")
         connection.execute(f"drop view {staged}")
         connection.execute(f"drop table {delta_table}")

@@ -4,6 +4,8 @@
      staged build on DuckDB that is its delta, the new and rebuilt rows, read alone rather than
      picked out of the staged view, whose every read scans the published table beside it
      (materializations/incremental.sql); elsewhere the rows stamped with the newest dbt_updated_at.
+     A `unique` test of a model that appends (no unique_key) reads every row whose key those rows
+     hold, so an appended row repeating an older row's key fails.
    - A `where` config narrows either. #}
 {% macro default__get_where_subquery(relation) -%}
     {%- if not model.attached_node and model.sources -%}
@@ -16,7 +18,12 @@
     {%- set tested = graph.nodes.get(model.attached_node) if model.attached_node else none -%}
     {%- if tested and tested.config.materialized == 'incremental' -%}
         {%- set delta = staged_delta(relation) -%}
-        {%- if delta is not none -%}
+        {%- if model.test_metadata.name == 'unique' and not tested.config.unique_key -%}
+            {%- set newest = delta if delta is not none else '(select * from ' ~ relation
+                ~ ' where dbt_updated_at = (select max(dbt_updated_at) from ' ~ relation ~ '))' -%}
+            {%- do conditions.append(
+                model.column_name ~ ' in (select ' ~ model.column_name ~ ' from ' ~ newest ~ ' as newest)') -%}
+        {%- elif delta is not none -%}
             {%- set relation = delta -%}
         {%- else -%}
             {%- do conditions.append('dbt_updated_at = (select max(dbt_updated_at) from ' ~ relation ~ ')') -%}

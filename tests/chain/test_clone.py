@@ -93,7 +93,7 @@ def test_the_incremental_models_and_the_snapshot_are_cloned_by_their_stamps_and_
         "intermediate.int_session_products__aggregated": Changes("dbt_updated_at", ("session_id", "product_id")),
         "intermediate.int_funnel_steps__reached": Changes("dbt_updated_at", ("funnel_name", "path_id")),
         "intermediate.int_users__aggregated": Changes("dbt_updated_at", ("user_id",)),
-        "marts.fct_events": Changes("dbt_updated_at", ("event_id",)),
+        "marts.fct_events": Changes("dbt_updated_at"),  # appended (on DuckDB)
         "marts.fct_sessions": Changes("dbt_updated_at", ("session_id",)),
         "marts.fct_orders": Changes("dbt_updated_at", ("order_id",)),
         "marts.dim_users": Changes("dbt_updated_at", ("user_id",)),
@@ -160,15 +160,19 @@ def test_the_next_clone_updates_the_environments_in_place_to_what_a_whole_clone_
             "insert into raw.events select * replace ('late-' || event_id as event_id, now()::timestamp as _loaded_at) "
             "from raw.events order by event_id limit 3"
         )
-        # A rebuilt session's events replace theirs by key; one event is new.
+        # Rebuilt sessions replace theirs by key; one session is new. fct_events appends: one event is new.
         connection.execute(
-            "create temp table rebuilt as select * replace (page_url || '?again' as page_url, "
-            "now()::timestamp as dbt_updated_at) from marts.fct_events order by event_id limit 2"
+            "create temp table rebuilt as select * replace (now()::timestamp as dbt_updated_at) "
+            "from marts.fct_sessions order by session_id limit 2"
         )
-        connection.execute("delete from marts.fct_events where event_id in (select event_id from rebuilt)")
-        connection.execute("insert into marts.fct_events select * from rebuilt")
+        connection.execute("delete from marts.fct_sessions where session_id in (select session_id from rebuilt)")
+        connection.execute("insert into marts.fct_sessions select * from rebuilt")
         connection.execute(
-            "insert into marts.fct_events select * replace ('new-' || event_id as event_id) from rebuilt limit 1"
+            "insert into marts.fct_sessions select * replace ('new-' || session_id as session_id) from rebuilt limit 1"
+        )
+        connection.execute(
+            "insert into marts.fct_events select * replace ('new-' || event_id as event_id, now()::timestamp as dbt_updated_at) "
+            "from marts.fct_events order by event_id limit 1"
         )
         connection.execute("update marts.dim_products set product_name = product_name || ' (renamed)' "
                             "where product_id = (select min(product_id) from marts.dim_products)")
@@ -193,22 +197,24 @@ def test_the_next_clone_updates_the_environments_in_place_to_what_a_whole_clone_
     for environment in environments:
         assert cloned[environment].in_place
         assert cloned[environment].rows["raw.events"] == 3
-        assert cloned[environment].rows["marts.fct_events"] == 3
+        assert cloned[environment].rows["marts.fct_sessions"] == 3
+        assert cloned[environment].rows["marts.fct_events"] == 1
         assert cloned[environment].rows["raw.users"] == 0
         assert cloned[environment].rows["snapshots.orders_snapshot"] == 2  # the closed version and the new one
     fresh = tmp_path / "fresh.duckdb"
     clone(prod, [fresh], pii, salt, {})
     expected = _every_row(fresh)
-    assert len(expected["marts.fct_events"]) == _course_events(course_run) + 1  # two replaced, one new
+    assert len(expected["marts.fct_sessions"]) == _course_rows(course_run, "fct_sessions") + 1  # two replaced, one new
+    assert len(expected["marts.fct_events"]) == _course_rows(course_run, "fct_events") + 1
     versions = [row for row in expected["snapshots.orders_snapshot"] if shipped in row]
     assert len(versions) == 2
     for environment in environments:
         assert _every_row(environment) == expected
 
 
-def _course_events(course_run) -> int:
+def _course_rows(course_run, mart: str) -> int:
     with duckdb.connect(str(course_run.warehouse / "prod.duckdb"), read_only=True) as connection:
-        return connection.execute("select count(*) from marts.fct_events").fetchone()[0]
+        return connection.execute(f"select count(*) from marts.{mart}").fetchone()[0]
 
 
 def _every_row(path) -> dict[str, list[tuple]]:

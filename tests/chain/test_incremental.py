@@ -186,7 +186,8 @@ def test_tests_of_incremental_models_read_the_rows_of_the_newest_build(tmp_path)
     assert "unique_fct_events_event_id" in new_duplicate.stdout and "Got 1 result" in new_duplicate.stdout
 
     # A staged build (write-audit-publish) writes the new rows to fct_events__delta, beside the
-    # published table and its duplicates: its tests read that delta, not the staged view over both.
+    # published table and its duplicates: its tests read that delta, not the staged view over both;
+    # the unique test of fct_events, which appends, reads every row with an id the delta holds.
     _load(tmp_path, tables, slices.deliveries[2], append=True)
     staged = ("--vars", "{staged: true}")
     _dbt_build(tmp_path, tmp_path, "--select", "+fct_events", "--exclude", "test_type:data", *staged)
@@ -194,11 +195,22 @@ def test_tests_of_incremental_models_read_the_rows_of_the_newest_build(tmp_path)
     with duckdb.connect(prod) as connection:
         connection.execute("insert into marts.fct_events__delta select * from marts.fct_events__delta limit 1")
     duplicate_in_delta = _dbt_test(tmp_path, tmp_path, row_tests, *staged)
+    with duckdb.connect(prod) as connection:
+        connection.execute("create or replace table marts.fct_events__delta as select distinct * from marts.fct_events__delta")
+        ((published_id,),) = connection.execute("select min(event_id) from marts.fct_events").fetchall()
+        connection.execute("update marts.fct_events__delta set event_id = ? "
+                           "where event_id = (select min(event_id) from marts.fct_events__delta)", [published_id])
+    repeats_published = _dbt_test(tmp_path, tmp_path, row_tests, *staged)
 
     assert clean_delta.returncode == 0, clean_delta.stdout[-2000:]
     assert duplicate_in_delta.returncode == 1 and "Got 1 result" in duplicate_in_delta.stdout
-    compiled = next((tmp_path / "target" / "compiled").rglob("unique_fct_events_event_id.sql")).read_text()
-    assert '"fct_events__delta"' in compiled and "fct_events__staged" not in compiled, compiled
+    assert repeats_published.returncode == 1, repeats_published.stdout[-2000:]
+    assert "unique_fct_events_event_id" in repeats_published.stdout and "Got 1 result" in repeats_published.stdout
+    compiled = {path.stem: path.read_text() for path in (tmp_path / "target" / "compiled").rglob("*_fct_events_event_id.sql")}
+    assert '"fct_events__delta"' in compiled["not_null_fct_events_event_id"]
+    assert "fct_events__staged" not in compiled["not_null_fct_events_event_id"]
+    assert '"fct_events__staged"' in compiled["unique_fct_events_event_id"]
+    assert '"fct_events__delta"' in compiled["unique_fct_events_event_id"]
 
 
 def _sessions_per_step(connection) -> list[int]:

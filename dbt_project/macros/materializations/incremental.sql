@@ -8,12 +8,16 @@
 
    Unstaged (a developer's `dbt build`), the delta is merged into the table at once, in one
    transaction. Either way the merge is by `unique_key` (delete, then insert), and a delta whose
-   columns differ from the table's fails (`on_schema_change='fail'`): run a full refresh. #}
+   columns differ from the table's fails (`on_schema_change='fail'`): run a full refresh.
+   A model without a `unique_key` (incremental_strategy 'append', as in dbt) only adds rows: the
+   staged view is the published table and the delta, and publishing inserts the delta, with no
+   scan of the published keys (its `unique` tests read every row whose key the delta holds:
+   get_where_subquery.sql). #}
 {% materialization incremental, adapter='duckdb' %}
     {%- set published = published_relation(this) -%}
     {%- set staged = this if this.identifier != published.identifier else none -%}
     {%- set delta = delta_relation(published) -%}
-    {%- set unique_key = config.require('unique_key') -%}
+    {%- set unique_key = config.get('unique_key') or [] -%}
     {%- set keys = [unique_key] if unique_key is string else unique_key -%}
 
     {%- do drop_relation_if_exists(load_cached_relation(delta)) -%}
@@ -43,7 +47,11 @@
         {%- call statement('main') -%}
             {%- if staged is not none -%}
                 create view {{ staged }} as
+                {% if keys -%}
                 {{ published_rows_not_in_delta(published, delta, keys, columns) }}
+                {%- else -%}
+                select {{ get_quoted_csv(columns) }} from {{ published }}
+                {%- endif %}
                 union all
                 select {{ get_quoted_csv(columns) }} from {{ delta }}
             {%- else -%}
@@ -89,13 +97,15 @@
 {%- endmacro %}
 
 
-{# The delta into the table, by unique key, when not staged. #}
+{# The delta into the table, by unique key (with none, added), when not staged. #}
 {% macro merge_delta_sql(published, delta, keys, columns) -%}
+    {% if keys -%}
     delete from {{ published }} as published
     where exists (
         select 1 from {{ delta }} as delta
         where {% for key in keys %}delta.{{ key }} = published.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}
     );
+    {% endif -%}
     insert into {{ published }} ({{ get_quoted_csv(columns) }})
     select {{ get_quoted_csv(columns) }} from {{ delta }}
 {%- endmacro %}
