@@ -273,6 +273,25 @@ def test_raw_orders_from_before_the_load_marker_rebuild_every_order(tmp_path):
     assert orders.is_delivered.sum() == delivered
 
 
+def test_raw_events_from_before_the_load_marker_add_the_events_not_built_yet(tmp_path):
+    """No load since the upgrade gave raw.events its load marker: fct_events, which appends, adds
+    the events it does not hold, not every event a second time."""
+    tables = sample_tables(seed=7, days=1, sessions_per_day=100, end=datetime.now(UTC))
+    slices = sliced_events(tables["events"])
+    _load(tmp_path, tables, slices.deliveries[0], append=False)
+    _dbt_build(tmp_path, tmp_path)
+    _load(tmp_path, tables, slices.deliveries[1], append=True)
+    with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
+        connection.execute("alter table raw.events drop column _loaded_at")
+        raw = set(connection.execute("select event_id from raw.events").fetchall())
+
+    _dbt_build(tmp_path, tmp_path)
+
+    events = _rows(tmp_path, "marts.fct_events")
+    assert len(events) == len(raw) > len(slices.deliveries[0])
+    assert set(events.event_id) == {event_id for (event_id,) in raw}
+
+
 def test_the_run_after_a_first_load_rebuilds_only_the_orders_loaded_since(tmp_path):
     """DuckDB has one writer per file: a load stamped before a build began was read by it. The
     next build rebuilds the orders of the loads after it, not every order of a first load made
