@@ -5,8 +5,8 @@ rows, what it says of each of the first few (`1 failing row(s), threshold 0: che
 A row is named by its table's key as the dbt project already declares it: a model's or snapshot's
 `unique_key`, else the column of the table's `unique` test or the columns of its
 `unique_combination_of_columns` test, else (a staging model) its source's; never a key with a
-column declared PII. The generic tests
-return their failing rows whole (dbt_project/tests/generic/), and only the key is read out of them.
+column declared PII. The generic tests return their failing rows whole (dbt_project/tests/generic/),
+and only the key is read out of them.
 
 A test describes its rows by naming the column that does in its config meta
 (`describes_failing_rows`, e.g. conversion_within_trailing_range.sql). A description is free text
