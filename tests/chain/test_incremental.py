@@ -254,42 +254,31 @@ def test_replaced_raw_data_rebuilds_the_incremental_models_by_itself(course_run,
         assert connection.execute("select count(*) from marts.fct_sessions where session_id = ?", [session]).fetchone() == (0,)
 
 
-def test_raw_orders_from_before_the_load_marker_rebuild_every_order(tmp_path):
-    """No load since the upgrade gave raw.orders its load marker: nothing says which orders
-    changed, so fct_orders rebuilds them all, and an order updated in place is seen."""
-    tables = sample_tables(seed=7, days=1, sessions_per_day=100, end=datetime.now(UTC))
-    _load(tmp_path, tables, tables["events"], append=False)
-    _dbt_build(tmp_path, tmp_path)
-    with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
-        connection.execute("alter table raw.orders drop column _loaded_at")
-        connection.execute("update raw.orders set status = 'delivered', delivered_at = created_at + interval 3 day "
-                           "where status = 'shipped'")
-        (delivered,) = connection.execute("select count(*) from raw.orders where status = 'delivered'").fetchone()
-
-    _dbt_build(tmp_path, tmp_path)
-
-    orders = _rows(tmp_path, "marts.fct_orders")
-    assert (orders.order_status == "delivered").sum() == delivered > 0
-    assert orders.is_delivered.sum() == delivered
-
-
-def test_raw_events_from_before_the_load_marker_add_the_events_not_built_yet(tmp_path):
-    """No load since the upgrade gave raw.events its load marker: fct_events, which appends, adds
-    the events it does not hold, not every event a second time."""
+def test_raw_tables_from_before_the_load_marker_rebuild_every_order_and_add_the_events_not_built_yet(tmp_path):
+    """No load since the upgrade gave raw.orders and raw.events their load marker: nothing says
+    which orders changed, so fct_orders rebuilds them all, and an order updated in place is seen;
+    fct_events, which appends, adds the events it does not hold, not every event a second time."""
     tables = sample_tables(seed=7, days=1, sessions_per_day=100, end=datetime.now(UTC))
     slices = sliced_events(tables["events"])
     _load(tmp_path, tables, slices.deliveries[0], append=False)
     _dbt_build(tmp_path, tmp_path)
     _load(tmp_path, tables, slices.deliveries[1], append=True)
     with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
+        connection.execute("alter table raw.orders drop column _loaded_at")
         connection.execute("alter table raw.events drop column _loaded_at")
-        raw = set(connection.execute("select event_id from raw.events").fetchall())
+        connection.execute("update raw.orders set status = 'delivered', delivered_at = created_at + interval 3 day "
+                           "where status = 'shipped'")
+        (delivered,) = connection.execute("select count(*) from raw.orders where status = 'delivered'").fetchone()
+        raw = {event_id for (event_id,) in connection.execute("select event_id from raw.events").fetchall()}
 
     _dbt_build(tmp_path, tmp_path)
 
+    orders = _rows(tmp_path, "marts.fct_orders")
+    assert (orders.order_status == "delivered").sum() == delivered > 0
+    assert orders.is_delivered.sum() == delivered
     events = _rows(tmp_path, "marts.fct_events")
     assert len(events) == len(raw) > len(slices.deliveries[0])
-    assert set(events.event_id) == {event_id for (event_id,) in raw}
+    assert set(events.event_id) == raw
 
 
 def test_the_run_after_a_first_load_rebuilds_only_the_orders_loaded_since(tmp_path):
