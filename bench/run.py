@@ -284,7 +284,7 @@ relations = []
 for node in manifest["nodes"].values():
     if node["resource_type"] in ("model", "snapshot", "seed"):
         # A staged build's manifest names the staged relations (generate_alias_name.sql).
-        relations.append(wap.Relation(node["schema"], node["alias"].removesuffix(STAGED), wap.merge_key(node)))
+        relations.append(wap.relation(node, node["alias"].removesuffix(STAGED)))
 started = time.perf_counter()
 # Capped as the resource's connections are (warehouse_duckdb.duckdb_warehouse).
 with duckdb.connect(prod, config={"memory_limit": duckdb_memory_limit()}) as connection:

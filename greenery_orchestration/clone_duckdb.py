@@ -199,10 +199,15 @@ def _copy_new_rows(connection: duckdb.DuckDBPyConnection, table: _Table, change:
             newer += f' or $newest < "{change.closed_by}"'
         if change.unique_key:
             matches = " and ".join(f'own."{key}" = new."{key}"' for key in change.unique_key)
+            earliest = (
+                connection.execute(f'select min("{change.since}") {newer}', {"newest": newest}).fetchone()[0]
+                if change.since else None
+            )
+            since = wap.since_condition("own", change.since, earliest)
             connection.execute(
                 f"delete from {table.quoted} as own using (select {table.select(change.unique_key)} {newer}) as new "
-                f"where {matches}",
-                {"newest": newest},
+                f"where {matches} and {since}",
+                {"newest": newest, **({"earliest": earliest} if "$earliest" in since else {})},
             )
         (copied,) = connection.execute(
             f"insert into {table.quoted} select {table.select()} {newer}", {"newest": newest}

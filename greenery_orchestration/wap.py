@@ -6,7 +6,8 @@ rows, and the snapshot only its new and closed versions, as `<name>__delta`, wit
 a view of the table as it will be (macros/materializations/incremental.sql, snapshot.sql). Every
 blocking test runs on the staged relations.
 Publishing is one DuckDB transaction: staged tables are renamed over the published ones (no
-copy), deltas are merged in by key (a scan of the published keys, and the new rows), views are
+copy), deltas are merged in by key (a scan of the published keys, from the delta's earliest
+`merge_since` value on where the model declares one, and the new rows), views are
 recreated on the published names, and a row goes to the publish log. A failed run publishes
 nothing and leaves its staged relations for inspection until the next run rebuilds them.
 """
@@ -42,14 +43,20 @@ PUBLISH_LOG_COLUMNS = {
 @dataclass(frozen=True)
 class Relation:
     """A dbt model or snapshot as readers see it: `schema.name`, with the unique key an
-    incremental model merges on (none: it appends)."""
+    incremental model merges on (none: it appends) and its `merge_since` column, if any."""
 
     schema: str
     name: str
     unique_key: tuple[str, ...] = ()
+    since: str | None = None
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.name}"
+
+
+def relation(node: Mapping[str, Any], name: str | None = None) -> Relation:
+    """A dbt node's relation, by its alias or `name`, with how its deltas merge."""
+    return Relation(node["schema"], name or node["alias"], merge_key(node), merge_since(node))
 
 
 def merge_key(node: Mapping[str, Any]) -> tuple[str, ...]:
@@ -60,6 +67,21 @@ def merge_key(node: Mapping[str, Any]) -> tuple[str, ...]:
         return (snapshot_column(node, "dbt_scd_id"),)
     key = node["config"].get("unique_key") or ()
     return (key,) if isinstance(key, str) else tuple(key)
+
+
+def merge_since(node: Mapping[str, Any]) -> str | None:
+    """The column an incremental model declares as `meta: {merge_since: <column>}`: a rebuilt row's
+    value there is never later than that of the row it replaces, so a merge need not read the
+    published rows earlier than the delta's earliest (models/intermediate/int_sessions__aggregated.sql)."""
+    return ((node["config"].get("meta") or {}).get("merge_since")) if node["resource_type"] == "model" else None
+
+
+def since_condition(alias: str, column: str | None, earliest: object) -> str:
+    """The rows of `alias` a delta whose earliest `column` value is `earliest` can replace (a
+    bound parameter $earliest), as SQL: all when there is no such column or the delta is empty."""
+    if column is None or earliest is None:
+        return "true"
+    return f'({alias}."{column}" >= $earliest or {alias}."{column}" is null)'
 
 
 def snapshot_column(node: Mapping[str, Any], name: str) -> str:
@@ -145,8 +167,15 @@ def _publish_one(connection: duckdb.DuckDBPyConnection, relation: Relation) -> s
         delta_table = _quoted(schema, name + DELTA)
         if relation.unique_key:
             matches = " and ".join(f'delta."{key}" = published."{key}"' for key in relation.unique_key)
+            earliest = (
+                connection.execute(f'select min("{relation.since}") from {delta_table}').fetchone()[0]
+                if relation.since else None
+            )
+            since = since_condition("published", relation.since, earliest)
             connection.execute(
-                f"delete from {published} as published where exists (select 1 from {delta_table} as delta where {matches})"
+                f"delete from {published} as published where {since} "
+                f"and exists (select 1 from {delta_table} as delta where {matches})",
+                {"earliest": earliest} if "$earliest" in since else {},
             )
         connection.execute(f"insert into {published} ({columns}) select {columns} from {delta_table}")
         connection.execute(f"drop view {staged}")

@@ -43,11 +43,13 @@ class Changes:
     incremental model's merge), and with no key it is one more row (an append-only raw table).
     A snapshot also changes rows it wrote before: the run that writes an order's new version
     closes the old one, setting its `closed_by` (dbt_valid_to) to that run's time, above the
-    copy's newest marker too."""
+    copy's newest marker too. A model's `since` column (wap.merge_since) bounds the copy's rows a
+    new row can replace."""
 
     marker: str
     unique_key: tuple[str, ...] = ()
     closed_by: str | None = None
+    since: str | None = None
 
 
 class Warehouse(Protocol):

@@ -172,6 +172,30 @@ def test_a_snapshots_new_versions_and_the_versions_they_closed_are_copied_in_pla
     assert ("o1-1", "o1", "preparing", FIRST_BUILD, FIRST_BUILD, NEXT_BUILD) in _relations(dev)["snapshots.orders"]
 
 
+def test_a_merge_bounded_by_since_replaces_rows_from_the_new_rows_earliest_on(prod, tmp_path):
+    """With `since` the clone matches only its rows from the new rows' earliest value on: a new
+    row whose value moved earlier replaces its row in place; one whose value moved later (what a
+    model declaring `merge_since` promises never happens) leaves its old row unmatched, so the
+    counts differ from prod's and the table is copied whole rather than kept with a duplicate."""
+    dev = tmp_path / "dev.duckdb"
+    changes = {**CHANGES, "marts.fct_sessions": Changes("dbt_updated_at", ("session_id",), since="pageviews")}
+    clone(prod, [dev], PII, SALT, changes)
+    build = NEXT_BUILD + timedelta(hours=3)
+    _write(prod, f"update marts.fct_sessions set pageviews = 0, dbt_updated_at = {_at(NEXT_BUILD)} where session_id = 's2';"
+                 f"insert into marts.fct_sessions values ('s5', 'u1', 7, {_at(NEXT_BUILD)});")
+
+    earlier = clone(prod, [dev], PII, SALT, changes)[dev]
+    assert earlier.in_place and earlier.rows["marts.fct_sessions"] == 2
+    assert _relations(dev) == _expected(prod)
+
+    # s1 from 1 page view to 40: the new rows' earliest is 9, above s1's old row.
+    _write(prod, f"update marts.fct_sessions set pageviews = 40, dbt_updated_at = {_at(build)} where session_id = 's1';"
+                 f"insert into marts.fct_sessions values ('s6', 'u2', 9, {_at(build)});")
+    later = clone(prod, [dev], PII, SALT, changes)[dev]
+    assert later.rows["marts.fct_sessions"] == 7  # every row: copied whole
+    assert _relations(dev) == _expected(prod)
+
+
 def test_a_clone_with_nothing_new_copies_no_stamped_row(prod, tmp_path):
     dev = tmp_path / "dev.duckdb"
     clone(prod, [dev], PII, SALT, CHANGES)

@@ -221,7 +221,7 @@ def dbt_relations(keys: Iterable[dg.AssetKey]) -> dict[dg.AssetKey, wap.Relation
     relations = {}
     for node in manifest["nodes"].values():
         if node["resource_type"] in ("model", "snapshot", "seed"):
-            relations[translator.get_asset_key(node)] = wap.Relation(node["schema"], node["alias"], wap.merge_key(node))
+            relations[translator.get_asset_key(node)] = wap.relation(node)
     wanted = set(keys)
     return {key: relation for key, relation in relations.items() if key in wanted}
 

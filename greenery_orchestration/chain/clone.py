@@ -10,7 +10,7 @@ from greenery_orchestration.chain.masking import pii_columns
 from greenery_orchestration.marts import BUILD_STAMP
 from greenery_orchestration.rawdata.schema import is_load_marker
 from greenery_orchestration.settings import target
-from greenery_orchestration.wap import merge_key, snapshot_column
+from greenery_orchestration.wap import merge_key, merge_since, snapshot_column
 from greenery_orchestration.warehouse import WAREHOUSE_POOL, WAREHOUSE_RETRY, Changes, Warehouse
 
 ENVIRONMENTS = ["dev", "ci"]
@@ -53,7 +53,7 @@ def table_changes(manifest: dict) -> dict[str, Changes]:
     changes = {}
     for node in manifest["nodes"].values():
         if is_incremental(node):
-            changes[f"{node['schema']}.{node['alias']}"] = Changes(BUILD_STAMP, merge_key(node))
+            changes[f"{node['schema']}.{node['alias']}"] = Changes(BUILD_STAMP, merge_key(node), since=merge_since(node))
         # A `timestamp` snapshot stamps versions with the source's own times, which can be older
         # than the copy's newest: only `check` stamps them with the time of the run.
         elif node["resource_type"] == "snapshot" and node["config"].get("strategy") == "check":

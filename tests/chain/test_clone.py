@@ -89,12 +89,12 @@ def test_the_incremental_models_and_the_snapshot_are_cloned_by_their_stamps_and_
     raw = {key: change for key, change in changes.items() if key.startswith("raw.")}
     # As the models' config blocks say.
     assert {key: change for key, change in changes.items() if key not in raw} == {
-        "intermediate.int_sessions__aggregated": Changes("dbt_updated_at", ("session_id",)),
+        "intermediate.int_sessions__aggregated": Changes("dbt_updated_at", ("session_id",), since="session_started_at"),
         "intermediate.int_session_products__aggregated": Changes("dbt_updated_at", ("session_id", "product_id")),
-        "intermediate.int_funnel_steps__reached": Changes("dbt_updated_at", ("funnel_name", "path_id")),
+        "intermediate.int_funnel_steps__reached": Changes("dbt_updated_at", ("funnel_name", "path_id"), since="started_at"),
         "intermediate.int_users__aggregated": Changes("dbt_updated_at", ("user_id",)),
         "marts.fct_events": Changes("dbt_updated_at"),  # appended (on DuckDB)
-        "marts.fct_sessions": Changes("dbt_updated_at", ("session_id",)),
+        "marts.fct_sessions": Changes("dbt_updated_at", ("session_id",), since="session_started_at"),
         "marts.fct_orders": Changes("dbt_updated_at", ("order_id",)),
         "marts.dim_users": Changes("dbt_updated_at", ("user_id",)),
         "snapshots.orders_snapshot": Changes("dbt_updated_at", ("dbt_scd_id",), closed_by="dbt_valid_to"),

@@ -1,5 +1,6 @@
 """Incremental models give exactly what a full refresh gives, on DuckDB."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,9 +14,10 @@ import pandas as pd
 import pyarrow as pa
 import yaml
 
+from greenery_orchestration import wap
 from greenery_orchestration.assets.dbt import INCREMENTAL_MODELS
 from greenery_orchestration.cli import main
-from greenery_orchestration.marts import FUNNEL_MARTS
+from greenery_orchestration.marts import FUNNEL_MARTS, STAGED
 from greenery_orchestration.rawdata.load_csv import replace_raw_tables, typed_select
 from greenery_orchestration.rawdata.load_log import load_time
 from greenery_orchestration.rawdata.sample import sample_tables
@@ -348,25 +350,40 @@ def test_events_later_than_the_lookback_reach_their_sessions_and_funnel_paths_wi
     """A page view and an add to cart delivered a day after they happened, long after
     lookback_hours: the build after their load rebuilds their sessions from all their events,
     and their funnel paths (the add to cart's session now at step 2, its user's 7-day path), as
-    counted from all the events; fct_events takes both."""
+    counted from all the events; fct_events takes both. The page view is its session's first
+    event: the rebuilt session and paths start earlier than the rows they replace, which the
+    merges of a staged build and its publish bound by those starts (`merge_since`) must still
+    find."""
     tables = sample_tables(seed=13, days=2, sessions_per_day=100, end=datetime.now(UTC))
     events = tables["events"].to_pandas()
     old = events.created_at < events.created_at.max() - timedelta(days=1)
     of_its_type_in_session = events.groupby(["session_id", "event_type"]).event_id.transform("size")
-    view = events[old & (events.event_type == "page_view") & (of_its_type_in_session > 1)].iloc[-1]
+    first_of_session = events.created_at == events.groupby("session_id").created_at.transform("min")
+    view = events[old & (events.event_type == "page_view") & (of_its_type_in_session > 1) & first_of_session].iloc[-1]
     cart = events[old & (events.event_type == "add_to_cart") & (of_its_type_in_session == 1)
                   & (events.session_id != view.session_id)].iloc[-1]
     is_late = events.event_id.isin([view.event_id, cart.event_id])
     _deliver(tmp_path, {**tables, "events": pa.Table.from_pandas(events[~is_late], preserve_index=False)}, first=True)
     _dbt_build(tmp_path, tmp_path)
     _deliver(tmp_path, {"events": pa.Table.from_pandas(events[is_late], preserve_index=False)}, first=False)
-    _dbt_build(tmp_path, tmp_path)
+    _dbt_build(tmp_path, tmp_path, "--vars", "{staged: true}")
+    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
+    relations = [wap.relation(node, node["alias"].removesuffix(STAGED)) for node in manifest["nodes"].values()
+                 if node["resource_type"] in ("model", "snapshot", "seed")]
+    assert {r.name: r.since for r in relations if r.since} == {
+        "int_sessions__aggregated": "session_started_at", "fct_sessions": "session_started_at",
+        "int_funnel_steps__reached": "started_at",
+    }
+    with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
+        wap.publish(connection, relations, "late-events", "test", run_started_at=None)
 
     counted = events[events.event_type != "package_shipped"]
     session_events = counted[counted.session_id == view.session_id]
-    session = _rows(tmp_path, "marts.fct_sessions").set_index("session_id").loc[view.session_id]
+    sessions = _rows(tmp_path, "marts.fct_sessions")
+    assert sessions.session_id.is_unique and _rows(tmp_path, "intermediate.int_sessions__aggregated").session_id.is_unique
+    session = sessions.set_index("session_id").loc[view.session_id]
     assert session.page_views == (session_events.event_type == "page_view").sum() > 1
-    assert session.session_started_at == session_events.created_at.min()
+    assert session.session_started_at == session_events.created_at.min() == view.created_at
     assert {view.event_id, cart.event_id} <= set(_rows(tmp_path, "marts.fct_events").event_id)
 
     expected = {

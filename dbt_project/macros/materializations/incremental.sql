@@ -9,6 +9,12 @@
    Unstaged (a developer's `dbt build`), the delta is merged into the table at once, in one
    transaction. Either way the merge is by `unique_key` (delete, then insert), and a delta whose
    columns differ from the table's fails (`on_schema_change='fail'`): run a full refresh.
+   A model may declare `meta: {merge_since: <timestamp column>}`, a column whose value in a
+   rebuilt row is never later than in the row it replaces (a session's start, as events are only
+   added): the published rows earlier than the delta's earliest value then cannot be replaced, and
+   neither the merge nor a read of the staged view matches them against the delta's keys (a scan
+   of every published key is most of the cost of a small delta into a large table; wap.py and
+   clone_duckdb.py bound their merges the same way).
    A model without a `unique_key` (incremental_strategy 'append', as in dbt) only adds rows: the
    staged view is the published table and the delta, and publishing inserts the delta, with no
    scan of the published keys (its `unique` tests read every row whose key the delta holds:
@@ -44,18 +50,21 @@
                 "The columns of " ~ model.name ~ " changed (" ~ columns | join(', ') ~ " -> "
                 ~ delta_columns | join(', ') ~ "): rebuild it with a full refresh.") -%}
         {%- endif -%}
+        {%- set since_column = (config.get('meta') or {}).get('merge_since') if keys else none -%}
+        {%- set earliest = _first_value('select min(' ~ since_column ~ ') from ' ~ delta) if since_column else none -%}
+        {%- set since = (since_column, timestamp_literal(earliest)) if earliest is not none else none -%}
         {%- call statement('main') -%}
             {%- if staged is not none -%}
                 create view {{ staged }} as
                 {% if keys -%}
-                {{ published_rows_not_in_delta(published, delta, keys, columns) }}
+                {{ published_rows_not_in_delta(published, delta, keys, columns, since) }}
                 {%- else -%}
                 select {{ get_quoted_csv(columns) }} from {{ published }}
                 {%- endif %}
                 union all
                 select {{ get_quoted_csv(columns) }} from {{ delta }}
             {%- else -%}
-                {{ merge_delta_sql(published, delta, keys, columns) }};
+                {{ merge_delta_sql(published, delta, keys, columns, since) }};
                 drop table {{ delta }}
             {%- endif -%}
         {%- endcall -%}
@@ -88,9 +97,16 @@
 {%- endmacro %}
 
 
-{% macro published_rows_not_in_delta(published, delta, keys, columns) -%}
+{# The published rows the delta does not replace. With `since` (a column and the delta's earliest
+   value of it, as SQL), the rows earlier than that are taken without matching their keys. #}
+{% macro published_rows_not_in_delta(published, delta, keys, columns, since=none) -%}
+    {%- if since is not none %}
     select {{ get_quoted_csv(columns) }} from {{ published }} as published
-    where not exists (
+    where published.{{ since[0] }} < {{ since[1] }}
+    union all
+    {% endif -%}
+    select {{ get_quoted_csv(columns) }} from {{ published }} as published
+    where {{ _since_condition(since) }} not exists (
         select 1 from {{ delta }} as delta
         where {% for key in keys %}delta.{{ key }} = published.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}
     )
@@ -98,14 +114,23 @@
 
 
 {# The delta into the table, by unique key (with none, added), when not staged. #}
-{% macro merge_delta_sql(published, delta, keys, columns) -%}
+{% macro merge_delta_sql(published, delta, keys, columns, since=none) -%}
     {% if keys -%}
     delete from {{ published }} as published
-    where exists (
+    where {{ _since_condition(since) }} exists (
         select 1 from {{ delta }} as delta
         where {% for key in keys %}delta.{{ key }} = published.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}
     );
     {% endif -%}
     insert into {{ published }} ({{ get_quoted_csv(columns) }})
     select {{ get_quoted_csv(columns) }} from {{ delta }}
+{%- endmacro %}
+
+
+{# The published rows a delta can replace, as the start of a condition: those from its earliest
+   `since` value on (a null is not earlier), or all of them. #}
+{% macro _since_condition(since) -%}
+    {%- if since is not none -%}
+    (published.{{ since[0] }} >= {{ since[1] }} or published.{{ since[0] }} is null) and
+    {%- endif -%}
 {%- endmacro %}

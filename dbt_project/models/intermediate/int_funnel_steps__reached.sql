@@ -1,8 +1,11 @@
+{# merge_since (materializations/incremental.sql): a rebuilt path reads its events from its start
+   on, and events are only added, so it starts no later than the rows it replaces. #}
 {{ config(
     materialized='incremental',
     unique_key=['funnel_name', 'path_id'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
+    meta={'merge_since': 'started_at'},
 ) }}
 
 {# Every funnel of var('funnels'), path by path: when each path reached each step

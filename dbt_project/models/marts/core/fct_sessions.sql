@@ -1,8 +1,11 @@
+{# merge_since (materializations/incremental.sql): as in int_sessions__aggregated, a rebuilt
+   session starts no later than the row it replaces. #}
 {{ config(
     materialized='incremental',
     unique_key='session_id',
     incremental_strategy='merge',
     on_schema_change='fail',
+    meta={'merge_since': 'session_started_at'},
 ) }}
 
 with sessions as (
