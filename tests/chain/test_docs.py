@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -44,6 +45,11 @@ def test_the_docs_site_is_published_and_served_on_localhost(course_run):
     assert "fct_product_funnel" in page  # the static page embeds the manifest
     assert "orders_snapshot" in page
     assert "Greenery funnel report" in report
+    # An incremental model is documented as its full build, whose SQL reads every event, not
+    # as the increment a run after this one would compile.
+    manifest = json.loads((site / "manifest.json").read_text())
+    compiled = manifest["nodes"]["model.greenery.int_sessions__aggregated"]["compiled_code"]
+    assert "session_started_at" in compiled and "recent_sessions" not in compiled
 
 
 def test_the_funnel_asset_and_the_docs_step_link_to_the_report(course_run):
