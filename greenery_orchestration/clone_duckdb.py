@@ -203,11 +203,11 @@ def _copy_new_rows(connection: duckdb.DuckDBPyConnection, table: _Table, change:
                 connection.execute(f'select min("{change.since}") {newer}', {"newest": newest}).fetchone()[0]
                 if change.since else None
             )
-            since = wap.since_condition("own", change.since, earliest)
+            since, parameters = wap.since_condition("own", change.since, earliest)
             connection.execute(
                 f"delete from {table.quoted} as own using (select {table.select(change.unique_key)} {newer}) as new "
                 f"where {matches} and {since}",
-                {"newest": newest, **({"earliest": earliest} if "$earliest" in since else {})},
+                {"newest": newest, **parameters},
             )
         (copied,) = connection.execute(
             f"insert into {table.quoted} select {table.select()} {newer}", {"newest": newest}

@@ -70,18 +70,18 @@ def merge_key(node: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def merge_since(node: Mapping[str, Any]) -> str | None:
-    """The column an incremental model declares as `meta: {merge_since: <column>}`: a rebuilt row's
-    value there is never later than that of the row it replaces, so a merge need not read the
-    published rows earlier than the delta's earliest (models/intermediate/int_sessions__aggregated.sql)."""
+    """The column an incremental model declares as `meta: {merge_since: <column>}`: a rebuilt
+    row's value there is never later than that of the row it replaces, so a merge need not match
+    the published rows earlier than the delta's earliest (macros/materializations/incremental.sql)."""
     return ((node["config"].get("meta") or {}).get("merge_since")) if node["resource_type"] == "model" else None
 
 
-def since_condition(alias: str, column: str | None, earliest: object) -> str:
-    """The rows of `alias` a delta whose earliest `column` value is `earliest` can replace (a
-    bound parameter $earliest), as SQL: all when there is no such column or the delta is empty."""
+def since_condition(alias: str, column: str | None, earliest: object) -> tuple[str, dict[str, object]]:
+    """The rows of `alias` that rows whose earliest `column` value is `earliest` can replace, as
+    SQL and its parameters: all of them when there is no such column or no such row."""
     if column is None or earliest is None:
-        return "true"
-    return f'({alias}."{column}" >= $earliest or {alias}."{column}" is null)'
+        return "true", {}
+    return f'({alias}."{column}" >= $earliest or {alias}."{column}" is null)', {"earliest": earliest}
 
 
 def snapshot_column(node: Mapping[str, Any], name: str) -> str:
@@ -171,11 +171,11 @@ def _publish_one(connection: duckdb.DuckDBPyConnection, relation: Relation) -> s
                 connection.execute(f'select min("{relation.since}") from {delta_table}').fetchone()[0]
                 if relation.since else None
             )
-            since = since_condition("published", relation.since, earliest)
+            since, parameters = since_condition("published", relation.since, earliest)
             connection.execute(
                 f"delete from {published} as published where {since} "
                 f"and exists (select 1 from {delta_table} as delta where {matches})",
-                {"earliest": earliest} if "$earliest" in since else {},
+                parameters,
             )
         connection.execute(f"insert into {published} ({columns}) select {columns} from {delta_table}")
         connection.execute(f"drop view {staged}")

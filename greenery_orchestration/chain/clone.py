@@ -53,7 +53,9 @@ def table_changes(manifest: dict) -> dict[str, Changes]:
     changes = {}
     for node in manifest["nodes"].values():
         if is_incremental(node):
-            changes[f"{node['schema']}.{node['alias']}"] = Changes(BUILD_STAMP, merge_key(node), since=merge_since(node))
+            changes[f"{node['schema']}.{node['alias']}"] = Changes(
+                BUILD_STAMP, merge_key(node), since=merge_since(node)
+            )
         # A `timestamp` snapshot stamps versions with the source's own times, which can be older
         # than the copy's newest: only `check` stamps them with the time of the run.
         elif node["resource_type"] == "snapshot" and node["config"].get("strategy") == "check":
