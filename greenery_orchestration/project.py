@@ -239,6 +239,12 @@ def project_fingerprint(project_dir: Path) -> str:
     return _fingerprint(project_dir, with_connection=False)
 
 
+def invocation_fingerprint() -> str:
+    """parse_fingerprint of the project as a dbt invocation without vars sees it."""
+    _pin_warehouse_dir()
+    return parse_fingerprint(Path(greenery_project.project_dir))
+
+
 def parse_fingerprint(project_dir: Path, variables: Sequence[str] = ()) -> str:
     """A digest of what dbt checks before it reuses a parse: the manifest's, the whole connection
     and the vars."""

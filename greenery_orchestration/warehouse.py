@@ -87,6 +87,10 @@ class Warehouse(Protocol):
         account refusing), or None for any other error. Never the warehouse's own message, which
         may quote a value."""
 
+    def catalog_digest(self) -> str | None:
+        """A digest of what `dbt docs generate` reads from the warehouse into its catalog, or None
+        when that changes with every run."""
+
     def staged_relation(self, schema: str, name: str) -> str:
         """Where a production build writes `schema.name` before it is published."""
 

@@ -1,5 +1,6 @@
 """The embedded warehouse: one DuckDB file per environment, in GREENERY_WAREHOUSE_DIR."""
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -74,6 +75,20 @@ class DuckDBWarehouse(DuckDBResource):
     def _created(self) -> str:
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         return self.database
+
+    def catalog_digest(self) -> str | None:
+        # What dbt-duckdb's catalog query reads (its macros/catalog.sql): names, types and
+        # comments, no row counts, so new rows leave it as it was.
+        frame = self.read_sql(
+            "select 'table' as kind, schema_name, table_name as name, null as column_index, null as column_name, "
+            "null as data_type, comment from duckdb_tables() where database_name = current_database() "
+            "union all select 'view', schema_name, view_name, null, null, null, comment from duckdb_views() "
+            "where database_name = current_database() and not internal "
+            "union all select 'column', schema_name, table_name, column_index, column_name, data_type, comment "
+            "from duckdb_columns() where database_name = current_database() and not internal "
+            "order by all"
+        )
+        return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
 
     def staged_relation(self, schema: str, name: str) -> str:
         return f"{schema}.{name}{STAGED}"

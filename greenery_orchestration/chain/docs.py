@@ -1,5 +1,10 @@
-"""The dbt docs and the funnel report as a static site, published to a folder and served on 127.0.0.1."""
+"""The dbt docs and the funnel report as a static site, published to a folder and served on 127.0.0.1.
 
+The report is of each run's published marts. The dbt docs show the project and the warehouse's
+tables and columns, which most runs leave as they were: they are generated again only when those
+changed (docs_digest), and otherwise published as they are."""
+
+import hashlib
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -8,21 +13,25 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from greenery_orchestration.dbt_errors import dbt_failure
+from greenery_orchestration.project import invocation_fingerprint
 from greenery_orchestration.settings import docs_dir
 from greenery_orchestration.warehouse import WAREHOUSE_POOL, Warehouse
 
 DBT_DOCS_KEY = dg.AssetKey(["docs", "dbt_docs"])
+DOCS_FILES = ["index.html", "manifest.json", "catalog.json"]
+# In the site beside them: what they were generated from (docs_digest).
+DOCS_DIGEST = "docs-digest.txt"
 
 
-def publish(generated: Path, site: Path, pages: Mapping[str, str]) -> list[str]:
-    """Replace `site` with the generated docs and `pages` ({path in the site: HTML}) in one rename,
-    so readers never see half a site, nor docs and a report of two different runs."""
+def publish(docs: Mapping[str, Path], site: Path, pages: Mapping[str, str]) -> list[str]:
+    """Replace `site` with the dbt docs `docs` ({name in the site: file}) and `pages` ({path in
+    the site: its text}) in one rename, so readers never see half a site, nor docs and a report
+    of two different runs."""
     staging = site.with_name(site.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    shutil.copy(generated / "static_index.html", staging / "index.html")
-    for artifact in ["manifest.json", "catalog.json"]:
-        shutil.copy(generated / artifact, staging / artifact)
+    for name, path in docs.items():
+        shutil.copy(path, staging / name)
     for path, page in pages.items():
         (staging / path).parent.mkdir(parents=True, exist_ok=True)
         (staging / path).write_text(page, encoding="utf-8")
@@ -33,6 +42,21 @@ def publish(generated: Path, site: Path, pages: Mapping[str, str]) -> list[str]:
     staging.rename(site)
     shutil.rmtree(retired, ignore_errors=True)
     return sorted(path.name for path in site.iterdir())
+
+
+def generated_docs(target: Path) -> dict[str, Path]:
+    """What `dbt docs generate --static` wrote to `target`, by the names the site gives them."""
+    return {name: target / ("static_index.html" if name == "index.html" else name) for name in DOCS_FILES}
+
+
+def docs_digest(warehouse: Warehouse) -> str | None:
+    """A digest of what the dbt docs are made of: the dbt project as dbt parses it (its files, the
+    settings it reads, the connection) and the warehouse's catalog; None when the catalog changes
+    with every run."""
+    catalog = warehouse.catalog_digest()
+    if catalog is None:
+        return None
+    return hashlib.sha256(f"{invocation_fingerprint()}\n{catalog}".encode()).hexdigest()
 
 
 def dbt_docs(deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
@@ -55,15 +79,35 @@ def _generate_docs(
     # pandas loads in this step only, not with the definitions.
     from greenery_orchestration import report  # noqa: PLC0415
 
-    invocation = dbt.cli(["docs", "generate", "--static"], raise_on_error=False).wait()
-    if failure := dbt_failure(invocation):
-        raise failure
+    site = docs_dir()
+    digest = docs_digest(warehouse)
+    # Most runs add rows and change neither the project nor a column: the docs would come out the
+    # same, and generating them is a dbt invocation (~5 s, more on a large warehouse).
+    kept = digest is not None and _read(site / DOCS_DIGEST) == digest and all((site / n).exists() for n in DOCS_FILES)
+    if kept:
+        docs = {name: site / name for name in DOCS_FILES}
+    else:
+        invocation = dbt.cli(["docs", "generate", "--static"], raise_on_error=False).wait()
+        if failure := dbt_failure(invocation):
+            raise failure
+        docs = generated_docs(invocation.target_path)
     # dbt has exited: the warehouse is free to read. The report is of what readers see, the published marts.
     page = report.render(report.read_report(warehouse.read_sql), warehouse.last_publish())
-    site = docs_dir()
-    files = publish(invocation.target_path, site, {report.REPORT_PAGE: page})
-    context.log.info(f"Published the dbt docs and the funnel report to {site}")
-    return dg.MaterializeResult(
-        metadata={"path": str(site), "files": files, "report": dg.MetadataValue.path(str(site / report.REPORT_PAGE))}
+    files = publish(docs, site, {report.REPORT_PAGE: page, **({DOCS_DIGEST: digest} if digest else {})})
+    context.log.info(
+        f"Published the funnel report to {site}, with the dbt docs "
+        + ("as they were: the dbt project and the warehouse's columns have not changed" if kept else "generated anew")
     )
+    return dg.MaterializeResult(
+        metadata={
+            "path": str(site),
+            "files": files,
+            "report": dg.MetadataValue.path(str(site / report.REPORT_PAGE)),
+            "dbt_docs": "kept" if kept else "generated",
+        }
+    )
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
 

@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -10,9 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
-from greenery_orchestration.chain.docs import DBT_DOCS_KEY, publish
+from greenery_orchestration.chain.docs import DBT_DOCS_KEY, DOCS_DIGEST, generated_docs, publish
 from greenery_orchestration.report import REPORT_PAGE
 from greenery_orchestration.settings import docs_url
 from tests.webserver import ARTIFACTS, CHROMIUM, free_port
@@ -28,7 +30,7 @@ def test_the_report_is_published_with_the_docs_in_one_rename(tmp_path):
     (site / "index.html").write_text("old docs")
     (site / REPORT_PAGE).write_text("old report")
 
-    files = publish(generated, site, {REPORT_PAGE: "new report"})
+    files = publish(generated_docs(generated), site, {REPORT_PAGE: "new report"})
 
     assert files == ["catalog.json", "index.html", "manifest.json", "report"]
     assert (site / "index.html").read_text() == "new docs"
@@ -38,7 +40,7 @@ def test_the_report_is_published_with_the_docs_in_one_rename(tmp_path):
 
 def test_the_docs_site_is_published_and_served_on_localhost(course_run):
     site = course_run.warehouse / "docs-site"
-    assert sorted(p.name for p in site.iterdir()) == ["catalog.json", "index.html", "manifest.json", "report"]
+    assert sorted(p.name for p in site.iterdir()) == ["catalog.json", DOCS_DIGEST, "index.html", "manifest.json", "report"]
     with _serving(site) as url:
         page = _get_when_up(url)
         report = _get_when_up(f"{url}report")
@@ -50,6 +52,44 @@ def test_the_docs_site_is_published_and_served_on_localhost(course_run):
     manifest = json.loads((site / "manifest.json").read_text())
     compiled = manifest["nodes"]["model.greenery.int_sessions__aggregated"]["compiled_code"]
     assert "session_started_at" in compiled and "recent_sessions" not in compiled
+
+
+def test_the_docs_are_generated_again_only_when_the_project_or_the_warehouse_columns_change(
+    course_run, tmp_path, monkeypatch
+):
+    """The report is rendered every run; the dbt docs only when what they show changed: here a
+    column's comment, which the catalog holds. New rows change nothing there."""
+    from greenery_orchestration.definitions import defs
+
+    warehouse = tmp_path / "warehouse"
+    shutil.copytree(course_run.warehouse, warehouse)
+    site = warehouse / "docs-site"
+    monkeypatch.setenv("GREENERY_WAREHOUSE_DIR", str(warehouse))
+    monkeypatch.setenv("GREENERY_DOCS_DIR", str(site))
+
+    def docs() -> str:
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = defs().resolve_job_def("greenery_docs_and_clone").execute_in_process(
+                instance=instance, asset_selection=[DBT_DOCS_KEY]
+            )
+            (materialization,) = result.asset_materializations_for_node("docs__dbt_docs")
+        return materialization.metadata["dbt_docs"].value
+
+    assert docs() == "generated"  # the copied site was generated for another warehouse folder
+    digest, index = (site / DOCS_DIGEST).read_text(), (site / "index.html").read_bytes()
+    (site / REPORT_PAGE).unlink()
+    with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
+        connection.execute("insert into ops.publish_log select * from ops.publish_log")
+
+    assert docs() == "kept"
+    assert (site / DOCS_DIGEST).read_text() == digest and (site / "index.html").read_bytes() == index
+    assert "Greenery funnel report" in (site / REPORT_PAGE).read_text()  # rendered again
+
+    with duckdb.connect(str(warehouse / "prod.duckdb")) as connection:
+        connection.execute("comment on column marts.fct_orders.order_total is 'in US dollars, tax included'")
+    assert docs() == "generated"
+    assert "in US dollars, tax included" in (site / "catalog.json").read_text()
+    assert (site / DOCS_DIGEST).read_text() != digest
 
 
 def test_the_funnel_asset_and_the_docs_step_link_to_the_report(course_run):
