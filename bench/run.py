@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -333,8 +334,10 @@ def bare_chain(warehouse: Path, env: dict) -> dict:
                 i = args.index(RAW_TESTS)
                 args = [*args[:i], *raw_test_names(target / "manifest.json"), *args[i + 1:]]
             cmd = [str(BIN / "dbt"), *args, "--target-path", str(target), "--log-path", str(logs)]
+            # dbt appends every invocation's debug log to one file: this one's starts here.
+            logged_from = (logs / "dbt.log").stat().st_size if (logs / "dbt.log").exists() else 0
             result = check(run(cmd, env=env, cwd=DBT_DIR, log=log), name, log)
-            results[name] = dbt_timings(target)
+            results[name] = dbt_timings(target) | {"slowest_statements": slowest_statements(logs / "dbt.log", logged_from)}
             (target / "run_results.json").unlink(missing_ok=True)
         steps[name] = result["seconds"]
         peak_tree = max(peak_tree, result["peak_tree_rss_bytes"])
@@ -380,6 +383,29 @@ def dbt_timings(target: Path) -> dict:
         "elapsed": data.get("elapsed_time"), "nodes": len(nodes), "node_seconds": sum(s for s, _ in nodes),
         "by_type": by_type, "slowest": {unique_id: round(seconds, 2) for seconds, unique_id in nodes[:10]},
     }
+
+
+def slowest_statements(debug_log: Path, offset: int, most: int = 12) -> list[dict]:
+    """The slowest SQL statements dbt ran, from its debug log after `offset`: each with its node
+    and the statement's start. A node's time is often one statement: a look-up its Jinja runs
+    while compiling, the model's own query, or a test's."""
+    if not debug_log.exists():
+        return []
+    with debug_log.open(encoding="utf-8", errors="replace") as file:
+        file.seek(offset)
+        lines = file.read().splitlines()
+    statements, node, sql = [], None, ""
+    for number, line in enumerate(lines):
+        if "[debug]" in line and (opened := re.search(r"\bOn (\S+): (.*)", line)):
+            node, sql = opened.group(1), opened.group(2)
+            for following in lines[number + 1 : number + 40]:
+                if "[debug]" in following or "[info" in following:
+                    break
+                sql += " " + following.strip()
+        elif (status := re.search(r"SQL status: \S+ in ([0-9.]+) seconds", line)) and node:
+            text = " ".join(re.sub(r"/\* \{.*?\} \*/", "", sql).split())
+            statements.append({"seconds": float(status.group(1)), "node": node, "sql": text[:200]})
+    return sorted(statements, key=lambda s: -s["seconds"])[:most]
 
 
 # --------------------------------------------------------------------------- the floor
