@@ -199,7 +199,7 @@ def run(args) -> int:
             ensure_dagster_home()
             # Another run may be writing the warehouse: look at it, parse and read it only in our turn.
             with warehouse_turn(args.wait, stopper) as turn:
-                _require_warehouse()
+                warehouse = _require_warehouse()
                 # The definitions are built from the manifest: parse before anything imports them.
                 _prepare_dbt_manifest()
                 from greenery_orchestration.chain.run import run_chain  # noqa: PLC0415
@@ -212,7 +212,7 @@ def run(args) -> int:
         print(f"greenery: {busy}", file=sys.stderr)
         return 3
     if succeeded:
-        _print_funnel("step")
+        _print_funnel("step", warehouse)  # checked before the run, which built and published it
     return 0 if succeeded else 1
 
 
@@ -260,12 +260,12 @@ def funnel(args) -> int:
     return 0
 
 
-def _print_funnel(by: str) -> None:
+def _print_funnel(by: str, warehouse: "Warehouse | None" = None) -> None:
     import dagster as dg  # noqa: PLC0415
 
     from greenery_orchestration.funnel import as_text, provenance, read_funnel  # noqa: PLC0415
 
-    warehouse = _require_warehouse(need_raw=False)
+    warehouse = warehouse or _require_warehouse(need_raw=False)
     try:
         frame = read_funnel(warehouse.read_sql, by)
     except Exception as error:

@@ -97,3 +97,21 @@ def test_snowflake_goes_to_the_account_url_unless_told_otherwise(snowflake_env, 
     monkeypatch.setenv("SNOWFLAKE_PORT", "80a")
     with pytest.raises(ValueError, match="SNOWFLAKE_PORT must be a port number, not '80a'"):
         warehouse_resource()
+
+
+def test_a_warehouse_found_whole_is_checked_again_once_its_file_changed(tmp_path):
+    from greenery_orchestration.warehouse import WarehouseUnusable
+    from greenery_orchestration.warehouse_duckdb import check_duckdb_warehouse
+
+    path = tmp_path / "prod.duckdb"
+    with duckdb.connect(str(path)) as connection:
+        # The catalog ends up in the blocks `dropped` freed, before the events' data: a cut file still opens.
+        connection.execute("create table dropped as select hash(range) as id from range(1000000); checkpoint")
+        connection.execute("create schema raw; create table raw.events as select hash(range) as id from range(1000000)")
+        connection.execute("checkpoint; drop table dropped; checkpoint")
+    check_duckdb_warehouse(path)  # whole
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size * 2 // 3)
+
+    with pytest.raises(WarehouseUnusable, match=r"prod\.duckdb is truncated"):
+        check_duckdb_warehouse(path)
