@@ -278,7 +278,7 @@ from pathlib import Path
 import duckdb
 from greenery_orchestration import wap
 from greenery_orchestration.marts import STAGED
-from greenery_orchestration.settings import duckdb_memory_limit
+from greenery_orchestration.settings import duckdb_config
 what, prod, manifest = sys.argv[1], sys.argv[2], json.loads(Path(sys.argv[3]).read_text())
 chain_started_at = datetime.fromisoformat(sys.argv[4])  # naive UTC, as the chain's run start
 relations = []
@@ -288,7 +288,7 @@ for node in manifest["nodes"].values():
         relations.append(wap.relation(node, node["alias"].removesuffix(STAGED)))
 started = time.perf_counter()
 # Capped as the resource's connections are (warehouse_duckdb.duckdb_warehouse).
-with duckdb.connect(prod, config={"memory_limit": duckdb_memory_limit()}) as connection:
+with duckdb.connect(prod, config=duckdb_config()) as connection:
     if what == "freshness":  # as the gate reads it (assets/sources.py freshness_criteria)
         from greenery_orchestration.warehouse import newest_sql
         for source in manifest["sources"].values():

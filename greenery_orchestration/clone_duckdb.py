@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from greenery_orchestration import wap
-from greenery_orchestration.settings import duckdb_memory_limit
+from greenery_orchestration.settings import duckdb_config
 from greenery_orchestration.warehouse import Changes, is_lock_conflict
 
 # What the environment's file calls prod while it reads it.
@@ -69,7 +69,7 @@ def _open_in_place(target: Path) -> duckdb.DuckDBPyConnection | None:
 
 
 def _connect(path: Path) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(path), config={"memory_limit": duckdb_memory_limit()})
+    return duckdb.connect(str(path), config=duckdb_config())
 
 
 def _write_whole(prod: Path, targets: list[Path], pii: dict[str, list[str]], salt: str) -> dict[str, int]:

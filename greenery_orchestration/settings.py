@@ -34,9 +34,11 @@ def duckdb_path(environment: str = PROD) -> Path:
     return warehouse_dir() / f"{environment}.duckdb"
 
 
-def duckdb_memory_limit() -> str:
-    """How much memory DuckDB may take before it spills to disk, for dbt and for the clones."""
-    return os.environ.get("GREENERY_DUCKDB_MEMORY_LIMIT", "3GB")
+def duckdb_config() -> dict[str, str | bool]:
+    """The settings of every DuckDB connection that writes the warehouse, as dbt's profile gives
+    them to dbt's (profiles.yml): how much memory DuckDB may take before it spills to disk, and
+    no insertion order (see the profile)."""
+    return {"memory_limit": os.environ.get("GREENERY_DUCKDB_MEMORY_LIMIT", "3GB"), "preserve_insertion_order": False}
 
 
 def future_tolerance() -> timedelta:

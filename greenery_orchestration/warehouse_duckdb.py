@@ -13,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 from greenery_orchestration import wap
 from greenery_orchestration.clone_duckdb import clone
 from greenery_orchestration.marts import STAGED
-from greenery_orchestration.settings import PROD, duckdb_memory_limit, duckdb_path, masking_salt, warehouse_dir
+from greenery_orchestration.settings import PROD, duckdb_config, duckdb_path, masking_salt, warehouse_dir
 from greenery_orchestration.warehouse import Changes, WarehouseBusy, WarehouseUnusable, is_lock_conflict, newest_sql
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class DuckDBWarehouse(DuckDBResource):
 def duckdb_warehouse() -> DuckDBWarehouse:
     # Capped as dbt's connections are (profiles.yml): the publish's merge joins every key of the
     # published events, and DuckDB's own default is 80% of the machine (5 GiB in one run at 100M).
-    return DuckDBWarehouse(database=str(duckdb_path(PROD)), connection_config={"memory_limit": duckdb_memory_limit()})
+    return DuckDBWarehouse(database=str(duckdb_path(PROD)), connection_config=duckdb_config())
 
 
 def _newest(connection, criterion: dict) -> datetime | None:

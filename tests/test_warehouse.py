@@ -115,3 +115,24 @@ def test_a_warehouse_found_whole_is_checked_again_once_its_file_changed(tmp_path
 
     with pytest.raises(WarehouseUnusable, match=r"prod\.duckdb is truncated"):
         check_duckdb_warehouse(path)
+
+
+def test_dbt_and_the_python_writers_connect_to_duckdb_with_the_same_settings(warehouse):
+    """One memory limit and no insertion order for every writer: dbt's models, the publish, the clones."""
+    import json
+
+    from greenery_orchestration.clone_duckdb import _connect
+    from greenery_orchestration.project import dbt_resource
+
+    settings = "select current_setting('memory_limit') as memory_limit, " \
+               "current_setting('preserve_insertion_order') as preserve_insertion_order"
+    invocation = dbt_resource().cli(["show", "--inline", settings, "--output", "json"])
+    (shown,) = [json.loads(event.raw_event["data"]["preview"]) for event in invocation.stream_raw_events()
+                if event.raw_event["info"]["name"] == "ShowNode"]
+    with warehouse_resource().get_connection() as connection:
+        publish = connection.execute(settings).fetchone()
+    with _connect(warehouse / "dev.duckdb") as connection:
+        clone = connection.execute(settings).fetchone()
+
+    assert [tuple(row.values()) for row in shown] == [publish] == [clone]
+    assert publish[1] is False
