@@ -90,7 +90,9 @@ def test_the_incremental_models_and_the_snapshot_are_cloned_by_their_stamps_and_
     # As the models' config blocks say.
     assert {key: change for key, change in changes.items() if key not in raw} == {
         "intermediate.int_sessions__aggregated": Changes("dbt_updated_at", ("session_id",), since="session_started_at"),
-        "intermediate.int_session_products__aggregated": Changes("dbt_updated_at", ("session_id", "product_id")),
+        "intermediate.int_session_products__aggregated": Changes(
+            "dbt_updated_at", ("session_id", "product_id"), since="first_event_at"
+        ),
         "intermediate.int_funnel_steps__reached": Changes("dbt_updated_at", ("funnel_name", "path_id"), since="started_at"),
         "intermediate.int_users__aggregated": Changes("dbt_updated_at", ("user_id",)),
         "marts.fct_events": Changes("dbt_updated_at"),  # appended (on DuckDB)

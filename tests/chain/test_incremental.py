@@ -359,7 +359,9 @@ def test_events_later_than_the_lookback_reach_their_sessions_and_funnel_paths_wi
     old = events.created_at < events.created_at.max() - timedelta(days=1)
     of_its_type_in_session = events.groupby(["session_id", "event_type"]).event_id.transform("size")
     first_of_session = events.created_at == events.groupby("session_id").created_at.transform("min")
-    view = events[old & (events.event_type == "page_view") & (of_its_type_in_session > 1) & first_of_session].iloc[-1]
+    of_its_product_in_session = events.groupby(["session_id", "product_id"]).event_id.transform("size")
+    view = events[old & (events.event_type == "page_view") & (of_its_type_in_session > 1) & first_of_session
+                  & (of_its_product_in_session > 1)].iloc[-1]
     cart = events[old & (events.event_type == "add_to_cart") & (of_its_type_in_session == 1)
                   & (events.session_id != view.session_id)].iloc[-1]
     is_late = events.event_id.isin([view.event_id, cart.event_id])
@@ -372,7 +374,7 @@ def test_events_later_than_the_lookback_reach_their_sessions_and_funnel_paths_wi
                  if node["resource_type"] in ("model", "snapshot", "seed")]
     assert {r.name: r.since for r in relations if r.since} == {
         "int_sessions__aggregated": "session_started_at", "fct_sessions": "session_started_at",
-        "int_funnel_steps__reached": "started_at",
+        "int_funnel_steps__reached": "started_at", "int_session_products__aggregated": "first_event_at",
     }
     with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
         wap.publish(connection, relations, "late-events", "test", run_started_at=None)
@@ -385,6 +387,12 @@ def test_events_later_than_the_lookback_reach_their_sessions_and_funnel_paths_wi
     assert session.page_views == (session_events.event_type == "page_view").sum() > 1
     assert session.session_started_at == session_events.created_at.min() == view.created_at
     assert {view.event_id, cart.event_id} <= set(_rows(tmp_path, "marts.fct_events").event_id)
+    products = _rows(tmp_path, "intermediate.int_session_products__aggregated")
+    assert not products.duplicated(["session_id", "product_id"]).any()
+    (product,) = products[(products.session_id == view.session_id) & (products.product_id == view.product_id)].itertuples()
+    product_events = session_events[session_events.product_id == view.product_id]
+    assert product.first_event_at == product_events.created_at.min() == view.created_at
+    assert product.has_viewed and product.last_event_at == product_events.created_at.max() > view.created_at
 
     expected = {
         "sessions": reached_steps(counted, "session_id"),

@@ -1,8 +1,12 @@
+{# merge_since (materializations/incremental.sql): a rebuilt session reads all its events, and
+   events are only added, so a product's first event in it comes no later than in the row it
+   replaces. #}
 {{ config(
     materialized='incremental',
     unique_key=['session_id', 'product_id'],
     incremental_strategy='merge',
     on_schema_change='fail',
+    meta={'merge_since': 'first_event_at'},
 ) }}
 
 with events as (
@@ -38,6 +42,7 @@ product_events_by_session as (
         session_id,
         product_id,
         min(case when event_type = 'page_view' then created_at end) as first_viewed_at,
+        min(created_at) as first_event_at,
         max(created_at) as last_event_at
     from events_of_sessions
     where product_id is not null
@@ -81,6 +86,7 @@ joined as (
         product_events_by_session.first_viewed_at is not null as has_viewed,
         added_to_cart.session_id is not null as has_added_to_cart,
         purchased.session_id is not null as has_purchased,
+        product_events_by_session.first_event_at,
         product_events_by_session.last_event_at,
         {{ build_started_at() }} as dbt_updated_at
     from product_events_by_session
