@@ -407,3 +407,24 @@ def test_events_later_than_the_lookback_reach_their_sessions_and_funnel_paths_wi
             actual.sort_values(columns).reset_index(drop=True), paths.sort_values(columns).reset_index(drop=True),
             obj=funnel,
         )
+
+
+def test_a_release_that_adds_a_column_to_an_incremental_model_asks_for_a_full_refresh(tmp_path):
+    """A warehouse built before `first_event_at` existed: the next build stops at that model and
+    says how to go on, naming the new column."""
+    tables = sample_tables(seed=5, days=1, sessions_per_day=50, end=datetime.now(UTC))
+    _deliver(tmp_path, tables, first=True)
+    _dbt_build(tmp_path, tmp_path)
+    with duckdb.connect(str(tmp_path / "prod.duckdb")) as connection:
+        connection.execute("alter table intermediate.int_session_products__aggregated drop column first_event_at")
+
+    built = subprocess.run(
+        [str(Path(sys.executable).with_name("dbt")), "build", "--quiet", "--select", "int_session_products__aggregated",
+         "--target-path", str(tmp_path / "target")],
+        cwd=DBT_PROJECT_DIR, capture_output=True, text=True, check=False,
+        env={**os.environ, "GREENERY_WAREHOUSE_DIR": str(tmp_path), "DBT_LOG_PATH": str(tmp_path / "logs")},
+    )
+
+    assert built.returncode == 1
+    assert ("Rebuild int_session_products__aggregated with a full refresh (greenery run --full-refresh): "
+            "its columns changed (added first_event_at)") in built.stdout

@@ -46,9 +46,15 @@
         {%- set columns = adapter.get_columns_in_relation(published) | map(attribute='name') | list -%}
         {%- set delta_columns = adapter.get_columns_in_relation(delta) | map(attribute='name') | list -%}
         {%- if (columns | map('lower') | list) != (delta_columns | map('lower') | list) -%}
+            {#- The remedy first: a step's line of the error is cut short. #}
+            {%- set added = delta_columns | reject('in', columns) | list -%}
+            {%- set removed = columns | reject('in', delta_columns) | list -%}
             {%- do exceptions.raise_compiler_error(
-                "The columns of " ~ model.name ~ " changed (" ~ columns | join(', ') ~ " -> "
-                ~ delta_columns | join(', ') ~ "): rebuild it with a full refresh.") -%}
+                "Rebuild " ~ model.name ~ " with a full refresh (greenery run --full-refresh): its columns changed ("
+                ~ ("added " ~ added | join(', ') if added else "")
+                ~ ("; " if added and removed else "")
+                ~ ("removed " ~ removed | join(', ') if removed else "")
+                ~ ("reordered" if not added and not removed else "") ~ ")") -%}
         {%- endif -%}
         {%- set since_column = (config.get('meta') or {}).get('merge_since') if keys else none -%}
         {%- set earliest = _first_value('select min(' ~ since_column ~ ') from ' ~ delta) if since_column else none -%}
