@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,28 +40,51 @@ def clone(
 ) -> dict[Path, Cloned]:
     """Make each file of `targets` hold prod's tables and views, the `pii` columns ("schema.table":
     columns) masked with a SHA-256 salted with `salt`. A failed update leaves that environment as
-    it was. The environments written whole get one masked file, copied: copying a file is a
-    fraction of the work of masking prod again."""
-    cloned, whole = {}, []
-    for target in targets:
-        connection = _open_in_place(target)
-        if connection is None:
-            whole.append(target)
-            continue
-        with connection:
-            cloned[target] = Cloned(_bring_up_to_date(connection, pii, salt, changes, prod), in_place=True)
+    it was; the others are still brought up to date. The environments written whole get one
+    masked file, copied: copying a file is a fraction of the work of masking prod again."""
+    cloned, whole, in_place = {}, [], {}
+    at_once = sum(target.exists() for target in targets)
+    try:
+        for target in targets:
+            connection = _open_in_place(target, at_once)
+            if connection is None:
+                whole.append(target)
+            else:
+                in_place[target] = connection
+    except BaseException:
+        for connection in in_place.values():
+            connection.close()
+        raise
+    # Side by side, each file its own, with a share of the memory: much of an update is DuckDB
+    # compressing new rows into its file (the commit's checkpoint), on one core.
+    with ThreadPoolExecutor(max_workers=max(len(in_place), 1)) as pool:
+        updates = {target: pool.submit(_update_in_place, connection, pii, salt, changes, prod)
+                   for target, connection in in_place.items()}
+    for target, update in updates.items():
+        cloned[target] = Cloned(update.result(), in_place=True)
     if whole:
         rows = _write_whole(prod, whole, pii, salt)
         cloned |= {target: Cloned(rows, in_place=False) for target in whole}
     return {target: cloned[target] for target in targets}
 
 
-def _open_in_place(target: Path) -> duckdb.DuckDBPyConnection | None:
-    """The environment's file open for writing, or None when it must be written whole."""
+def _update_in_place(
+    connection: duckdb.DuckDBPyConnection,
+    pii: dict[str, list[str]],
+    salt: str,
+    changes: Mapping[str, Changes],
+    prod: Path,
+) -> dict[str, int]:
+    with connection:
+        return _bring_up_to_date(connection, pii, salt, changes, prod)
+
+
+def _open_in_place(target: Path, at_once: int) -> duckdb.DuckDBPyConnection | None:
+    """The environment's file open for writing (one of `at_once`), or None when it must be written whole."""
     if not target.exists():
         return None
     try:
-        return _connect(target)
+        return _connect(target, at_once)
     except duckdb.Error as error:
         # A reader holds the file open: it keeps reading the old file once a new one replaces it.
         if is_lock_conflict(error):
@@ -68,8 +92,8 @@ def _open_in_place(target: Path) -> duckdb.DuckDBPyConnection | None:
         raise
 
 
-def _connect(path: Path) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(path), config=duckdb_config())
+def _connect(path: Path, at_once: int = 1) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(path), config=duckdb_config(at_once))
 
 
 def _write_whole(prod: Path, targets: list[Path], pii: dict[str, list[str]], salt: str) -> dict[str, int]:

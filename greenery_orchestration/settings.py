@@ -34,11 +34,29 @@ def duckdb_path(environment: str = PROD) -> Path:
     return warehouse_dir() / f"{environment}.duckdb"
 
 
-def duckdb_config() -> dict[str, str | bool]:
+def duckdb_config(at_once: int = 1) -> dict[str, str | bool]:
     """The settings of every DuckDB connection that writes the warehouse, as dbt's profile gives
-    them to dbt's (profiles.yml): how much memory DuckDB may take before it spills to disk, and
-    no insertion order (see the profile)."""
-    return {"memory_limit": os.environ.get("GREENERY_DUCKDB_MEMORY_LIMIT", "3GB"), "preserve_insertion_order": False}
+    them to dbt's (profiles.yml): how much memory DuckDB may take before it spills to disk (a
+    share of it for each of `at_once` connections working at the same time), and no insertion
+    order (see the profile)."""
+    limit = os.environ.get("GREENERY_DUCKDB_MEMORY_LIMIT", "3GB")
+    if at_once > 1:
+        limit = f"{_bytes(limit) // at_once}B"
+    return {"memory_limit": limit, "preserve_insertion_order": False}
+
+
+# DuckDB's units of memory: 1000^i, or 1024^i with an "i".
+_MEMORY_UNITS = {"b": 1, "byte": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+                 "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _bytes(memory: str) -> int:
+    number = memory.strip().rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ")
+    unit = memory.strip()[len(number):].strip().lower()
+    try:
+        return int(float(number) * _MEMORY_UNITS[unit])
+    except (KeyError, ValueError):
+        raise ValueError(f"GREENERY_DUCKDB_MEMORY_LIMIT: not an amount of memory: {memory!r} (e.g. 3GB)") from None
 
 
 def future_tolerance() -> timedelta:

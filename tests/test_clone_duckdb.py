@@ -373,3 +373,64 @@ def test_a_view_that_reads_another_database_fails_an_update_in_place(prod, tmp_p
         clone(prod, [dev], PII, SALT, CHANGES)
 
     assert _relations(dev) == before
+
+
+def test_environments_updated_in_place_are_updated_side_by_side_each_with_a_share_of_the_memory(
+    prod, tmp_path, monkeypatch
+):
+    import threading
+
+    dev, ci = tmp_path / "dev.duckdb", tmp_path / "ci.duckdb"
+    clone(prod, [dev, ci], PII, SALT, CHANGES)
+    _new_rows_in_prod(prod)
+    monkeypatch.setenv("GREENERY_DUCKDB_MEMORY_LIMIT", "2GB")
+    both_started = threading.Barrier(2, timeout=30)  # broken unless the two run at once
+    limits = []
+    update = clone_duckdb._bring_up_to_date
+
+    def side_by_side(connection, *args):
+        limits.append(connection.execute("select current_setting('memory_limit')").fetchone()[0])
+        both_started.wait()
+        return update(connection, *args)
+
+    monkeypatch.setattr(clone_duckdb, "_bring_up_to_date", side_by_side)
+    cloned = clone(prod, [dev, ci], PII, SALT, CHANGES)
+
+    with duckdb.connect(config={"memory_limit": "1GB"}) as connection:
+        half = connection.execute("select current_setting('memory_limit')").fetchone()[0]
+    assert limits == [half, half]
+    for path in (dev, ci):
+        assert cloned[path].in_place and _relations(path) == _expected(prod)
+
+
+def test_one_environments_failed_update_leaves_it_as_it_was_and_the_other_is_updated(prod, tmp_path, monkeypatch):
+    dev, ci = tmp_path / "dev.duckdb", tmp_path / "ci.duckdb"
+    clone(prod, [dev, ci], PII, SALT, CHANGES)
+    before = _relations(dev)
+    _new_rows_in_prod(prod)
+    update = clone_duckdb._bring_up_to_date
+
+    def failing_in_dev(connection, *args):
+        (path,) = connection.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()
+        if path == str(dev):
+            raise RuntimeError("disk on fire")
+        return update(connection, *args)
+
+    monkeypatch.setattr(clone_duckdb, "_bring_up_to_date", failing_in_dev)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        clone(prod, [dev, ci], PII, SALT, CHANGES)
+
+    assert _relations(dev) == before
+    assert _relations(ci) == _expected(prod)
+
+
+def test_the_memory_limit_is_read_in_duckdbs_units_and_a_bad_one_is_named(monkeypatch):
+    from greenery_orchestration.settings import duckdb_config
+
+    for limit, share in [("3GB", "1500000000B"), ("2.5 GiB", f"{int(2.5 * 2**30) // 2}B"), ("800mb", "400000000B")]:
+        monkeypatch.setenv("GREENERY_DUCKDB_MEMORY_LIMIT", limit)
+        assert duckdb_config()["memory_limit"] == limit
+        assert duckdb_config(at_once=2)["memory_limit"] == share
+    monkeypatch.setenv("GREENERY_DUCKDB_MEMORY_LIMIT", "lots")
+    with pytest.raises(ValueError, match="GREENERY_DUCKDB_MEMORY_LIMIT: not an amount of memory: 'lots'"):
+        duckdb_config(at_once=2)
