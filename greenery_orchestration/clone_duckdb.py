@@ -68,15 +68,10 @@ def clone(
     return {target: cloned[target] for target in targets}
 
 
-def _update_in_place(
-    connection: duckdb.DuckDBPyConnection,
-    pii: dict[str, list[str]],
-    salt: str,
-    changes: Mapping[str, Changes],
-    prod: Path,
-) -> dict[str, int]:
+def _update_in_place(connection: duckdb.DuckDBPyConnection, *args) -> dict[str, int]:
+    """_bring_up_to_date, then close the file (its checkpoint too on this thread)."""
     with connection:
-        return _bring_up_to_date(connection, pii, salt, changes, prod)
+        return _bring_up_to_date(connection, *args)
 
 
 def _open_in_place(target: Path, at_once: int) -> duckdb.DuckDBPyConnection | None:

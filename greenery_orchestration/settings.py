@@ -41,20 +41,27 @@ def duckdb_config(at_once: int = 1) -> dict[str, str | bool]:
     order (see the profile)."""
     limit = os.environ.get("GREENERY_DUCKDB_MEMORY_LIMIT", "3GB")
     if at_once > 1:
-        limit = f"{_bytes(limit) // at_once}B"
+        limit = _share(limit, at_once)
     return {"memory_limit": limit, "preserve_insertion_order": False}
 
 
 # DuckDB's units of memory: 1000^i, or 1024^i with an "i".
-_MEMORY_UNITS = {"b": 1, "byte": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-                 "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_MEMORY_UNITS = {
+    **dict.fromkeys(["b", "byte", "bytes"], 1),
+    **{unit: 10**(3 * i) for i, names in enumerate(["k kb", "m mb", "g gb", "t tb"], 1) for unit in names.split()},
+    **{unit: 2**(10 * i) for i, unit in enumerate(["kib", "mib", "gib", "tib"], 1)},
+}
 
 
-def _bytes(memory: str) -> int:
-    number = memory.strip().rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ")
-    unit = memory.strip()[len(number):].strip().lower()
+def _share(memory: str, parts: int) -> str:
+    """One of `parts` equal shares of `memory`, in DuckDB's words (3GB, 2.5 GiB, 50%)."""
+    text = memory.strip().lower()
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz% ")
+    unit = text[len(number):].strip()
     try:
-        return int(float(number) * _MEMORY_UNITS[unit])
+        if unit == "%":
+            return f"{float(number) / parts}%"
+        return f"{int(float(number) * _MEMORY_UNITS[unit]) // parts}B"
     except (KeyError, ValueError):
         raise ValueError(f"GREENERY_DUCKDB_MEMORY_LIMIT: not an amount of memory: {memory!r} (e.g. 3GB)") from None
 

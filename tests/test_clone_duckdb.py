@@ -427,7 +427,8 @@ def test_one_environments_failed_update_leaves_it_as_it_was_and_the_other_is_upd
 def test_the_memory_limit_is_read_in_duckdbs_units_and_a_bad_one_is_named(monkeypatch):
     from greenery_orchestration.settings import duckdb_config
 
-    for limit, share in [("3GB", "1500000000B"), ("2.5 GiB", f"{int(2.5 * 2**30) // 2}B"), ("800mb", "400000000B")]:
+    for limit, share in [("3GB", "1500000000B"), ("2.5 GiB", f"{int(2.5 * 2**30) // 2}B"), ("800m", "400000000B"),
+                         ("50%", "25.0%")]:
         monkeypatch.setenv("GREENERY_DUCKDB_MEMORY_LIMIT", limit)
         assert duckdb_config()["memory_limit"] == limit
         assert duckdb_config(at_once=2)["memory_limit"] == share
