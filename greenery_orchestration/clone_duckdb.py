@@ -11,7 +11,8 @@ import hashlib
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,28 +44,43 @@ def clone(
     it was; the others are still brought up to date. The environments written whole get one
     masked file, copied: copying a file is a fraction of the work of masking prod again."""
     cloned, whole, in_place = {}, [], {}
-    at_once = sum(target.exists() for target in targets)
     try:
         for target in targets:
-            connection = _open_in_place(target, at_once)
+            connection = _open_in_place(target)
             if connection is None:
                 whole.append(target)
             else:
                 in_place[target] = connection
-    except BaseException:
+        # Side by side, each file its own, each with a share of the memory: much of an update is
+        # DuckDB compressing new rows into its file (the commit's checkpoint), on one core.
+        share = duckdb_config(at_once=len(in_place))["memory_limit"].replace("'", "''")
+        for connection in in_place.values():
+            connection.execute(f"set memory_limit = '{share}'")
+        errors = []
+        with ThreadPoolExecutor(max_workers=max(len(in_place), 1)) as pool:
+            updates = {target: pool.submit(_update_in_place, connection, pii, salt, changes, prod)
+                       for target, connection in in_place.items()}
+            try:
+                wait(updates.values())
+            except BaseException:
+                # A signal lands on this thread; DuckDB hears it only on the thread it runs on.
+                for connection in in_place.values():
+                    with suppress(duckdb.Error):  # closed: its update ended
+                        connection.interrupt()
+                raise
+        for target, update in updates.items():
+            if update.exception() is None:
+                cloned[target] = Cloned(update.result(), in_place=True)
+            else:
+                errors.append(update.exception())
+    finally:
         for connection in in_place.values():
             connection.close()
-        raise
-    # Side by side, each file its own, with a share of the memory: much of an update is DuckDB
-    # compressing new rows into its file (the commit's checkpoint), on one core.
-    with ThreadPoolExecutor(max_workers=max(len(in_place), 1)) as pool:
-        updates = {target: pool.submit(_update_in_place, connection, pii, salt, changes, prod)
-                   for target, connection in in_place.items()}
-    for target, update in updates.items():
-        cloned[target] = Cloned(update.result(), in_place=True)
     if whole:
         rows = _write_whole(prod, whole, pii, salt)
         cloned |= {target: Cloned(rows, in_place=False) for target in whole}
+    if errors:
+        raise errors[0]
     return {target: cloned[target] for target in targets}
 
 
@@ -74,12 +90,12 @@ def _update_in_place(connection: duckdb.DuckDBPyConnection, *args) -> dict[str, 
         return _bring_up_to_date(connection, *args)
 
 
-def _open_in_place(target: Path, at_once: int) -> duckdb.DuckDBPyConnection | None:
-    """The environment's file open for writing (one of `at_once`), or None when it must be written whole."""
+def _open_in_place(target: Path) -> duckdb.DuckDBPyConnection | None:
+    """The environment's file open for writing, or None when it must be written whole."""
     if not target.exists():
         return None
     try:
-        return _connect(target, at_once)
+        return _connect(target)
     except duckdb.Error as error:
         # A reader holds the file open: it keeps reading the old file once a new one replaces it.
         if is_lock_conflict(error):
@@ -87,8 +103,8 @@ def _open_in_place(target: Path, at_once: int) -> duckdb.DuckDBPyConnection | No
         raise
 
 
-def _connect(path: Path, at_once: int = 1) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(path), config=duckdb_config(at_once))
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(path), config=duckdb_config())
 
 
 def _write_whole(prod: Path, targets: list[Path], pii: dict[str, list[str]], salt: str) -> dict[str, int]:

@@ -35,10 +35,11 @@ def duckdb_path(environment: str = PROD) -> Path:
 
 
 def duckdb_config(at_once: int = 1) -> dict[str, str | bool]:
-    """The settings of every DuckDB connection that writes the warehouse, as dbt's profile gives
-    them to dbt's (profiles.yml): how much memory DuckDB may take before it spills to disk (a
-    share of it for each of `at_once` connections working at the same time), and no insertion
-    order (see the profile)."""
+    """The settings of the DuckDB connections that build, publish and clone the warehouse, as
+    dbt's profile gives them to dbt's (profiles.yml): how much memory DuckDB may take before it
+    spills to disk (a share of it for each of `at_once` connections working at the same time), and
+    no insertion order (see the profile). The loaders keep their defaults: a rejected CSV row is
+    named by its line, found by insertion order (rawdata/load_csv.py)."""
     limit = os.environ.get("GREENERY_DUCKDB_MEMORY_LIMIT", "3GB")
     if at_once > 1:
         limit = _share(limit, at_once)
@@ -48,14 +49,19 @@ def duckdb_config(at_once: int = 1) -> dict[str, str | bool]:
 # DuckDB's units of memory: 1000^i, or 1024^i with an "i".
 _MEMORY_UNITS = {
     **dict.fromkeys(["b", "byte", "bytes"], 1),
-    **{unit: 10**(3 * i) for i, names in enumerate(["k kb", "m mb", "g gb", "t tb"], 1) for unit in names.split()},
+    **{unit: 10**(3 * i) for i, names in enumerate(["k kb kilobyte kilobytes", "m mb megabyte megabytes",
+                                                    "g gb gigabyte gigabytes", "t tb terabyte terabytes"], 1)
+       for unit in names.split()},
     **{unit: 2**(10 * i) for i, unit in enumerate(["kib", "mib", "gib", "tib"], 1)},
 }
 
 
 def _share(memory: str, parts: int) -> str:
-    """One of `parts` equal shares of `memory`, in DuckDB's words (3GB, 2.5 GiB, 50%)."""
+    """One of `parts` equal shares of `memory`, in DuckDB's words (3GB, 2.5 GiB, 50%); no limit
+    (-1, none) stays none."""
     text = memory.strip().lower()
+    if text in ("-1", "none", "null"):
+        return memory
     number = text.rstrip("abcdefghijklmnopqrstuvwxyz% ")
     unit = text[len(number):].strip()
     try:

@@ -127,7 +127,11 @@ def warehouse_resource() -> "Warehouse":
 
 def open_warehouse() -> "Warehouse":
     """The warehouse outside a run (the CLI, an alert), its settings resolved as a run's are."""
-    return warehouse_resource().process_config_and_initialize()
+    # In a `with`: resolving them enters a throwaway Dagster instance, which otherwise stays this
+    # thread's current one after it is gone, and a later load of the definitions fails on it.
+    # Neither warehouse holds anything that the exit would release.
+    with warehouse_resource().process_config_and_initialize_cm() as warehouse:
+        return warehouse
 
 
 def is_lock_conflict(error: Exception) -> bool:

@@ -167,7 +167,8 @@ def check_duckdb_warehouse(path: Path, need_raw: bool = True) -> None:
         )
     if need_raw and not raw_tables:
         raise WarehouseUnusable(f"no raw tables in {path}: run `greenery sample` or `greenery load-csv DIR` first")
-    _found_whole[path] = state
+    if state[0] >= needed:  # not when only a write-ahead log let it pass
+        _found_whole[path] = state
 
 
 # The files found whole, with their size and modification time then: unchanged since, they still

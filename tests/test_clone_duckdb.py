@@ -403,8 +403,8 @@ def test_environments_updated_in_place_are_updated_side_by_side_each_with_a_shar
         assert cloned[path].in_place and _relations(path) == _expected(prod)
 
 
-def test_one_environments_failed_update_leaves_it_as_it_was_and_the_other_is_updated(prod, tmp_path, monkeypatch):
-    dev, ci = tmp_path / "dev.duckdb", tmp_path / "ci.duckdb"
+def test_one_environments_failed_update_leaves_it_as_it_was_and_the_others_are_cloned(prod, tmp_path, monkeypatch):
+    dev, ci, qa = tmp_path / "dev.duckdb", tmp_path / "ci.duckdb", tmp_path / "qa.duckdb"
     clone(prod, [dev, ci], PII, SALT, CHANGES)
     before = _relations(dev)
     _new_rows_in_prod(prod)
@@ -418,20 +418,57 @@ def test_one_environments_failed_update_leaves_it_as_it_was_and_the_other_is_upd
 
     monkeypatch.setattr(clone_duckdb, "_bring_up_to_date", failing_in_dev)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        clone(prod, [dev, ci], PII, SALT, CHANGES)
+        clone(prod, [dev, ci, qa], PII, SALT, CHANGES)
 
     assert _relations(dev) == before
-    assert _relations(ci) == _expected(prod)
+    assert _relations(ci) == _relations(qa) == _expected(prod)  # updated in place, and written whole
+
+
+def test_a_signal_during_the_updates_interrupts_them_and_leaves_the_environments_as_they_were(
+    prod, tmp_path, monkeypatch
+):
+    import os
+    import signal
+    import threading
+    import time
+
+    class Stop(Exception):
+        pass
+
+    dev, ci = tmp_path / "dev.duckdb", tmp_path / "ci.duckdb"
+    clone(prod, [dev, ci], PII, SALT, CHANGES)
+    before = {path: _relations(path) for path in (dev, ci)}
+    _new_rows_in_prod(prod)
+
+    def endless(connection, views):  # the tables' new rows are in: a query runs until interrupted
+        connection.execute("select count(*) from range(10000000000000)")
+
+    def stop(signum, frame):
+        raise Stop
+
+    previous = signal.signal(signal.SIGUSR1, stop)
+    monkeypatch.setattr(clone_duckdb.wap, "create_views", endless)
+    threading.Timer(1, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(Stop):
+            clone(prod, [dev, ci], PII, SALT, CHANGES)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+    assert time.monotonic() - started < 30  # the count alone takes hours
+    assert {path: _relations(path) for path in (dev, ci)} == before
 
 
 def test_the_memory_limit_is_read_in_duckdbs_units_and_a_bad_one_is_named(monkeypatch):
     from greenery_orchestration.settings import duckdb_config
 
     for limit, share in [("3GB", "1500000000B"), ("2.5 GiB", f"{int(2.5 * 2**30) // 2}B"), ("800m", "400000000B"),
-                         ("50%", "25.0%")]:
+                         ("2 gigabytes", "1000000000B"), ("50%", "25.0%"), ("-1", "-1")]:
         monkeypatch.setenv("GREENERY_DUCKDB_MEMORY_LIMIT", limit)
         assert duckdb_config()["memory_limit"] == limit
         assert duckdb_config(at_once=2)["memory_limit"] == share
+        duckdb.connect(config=duckdb_config(at_once=2)).close()  # DuckDB takes it
     monkeypatch.setenv("GREENERY_DUCKDB_MEMORY_LIMIT", "lots")
     with pytest.raises(ValueError, match="GREENERY_DUCKDB_MEMORY_LIMIT: not an amount of memory: 'lots'"):
         duckdb_config(at_once=2)

@@ -99,7 +99,8 @@ def test_snowflake_goes_to_the_account_url_unless_told_otherwise(snowflake_env, 
         warehouse_resource()
 
 
-def test_a_warehouse_found_whole_is_checked_again_once_its_file_changed(tmp_path):
+def test_a_warehouse_found_whole_is_checked_again_once_its_file_changed(tmp_path, monkeypatch):
+    from greenery_orchestration import warehouse_duckdb
     from greenery_orchestration.warehouse import WarehouseUnusable
     from greenery_orchestration.warehouse_duckdb import check_duckdb_warehouse
 
@@ -109,7 +110,12 @@ def test_a_warehouse_found_whole_is_checked_again_once_its_file_changed(tmp_path
         connection.execute("create table dropped as select hash(range) as id from range(1000000); checkpoint")
         connection.execute("create schema raw; create table raw.events as select hash(range) as id from range(1000000)")
         connection.execute("checkpoint; drop table dropped; checkpoint")
+    scans = []
+    scan = warehouse_duckdb._last_data_block
+    monkeypatch.setattr(warehouse_duckdb, "_last_data_block", lambda connection: scans.append(1) or scan(connection))
     check_duckdb_warehouse(path)  # whole
+    check_duckdb_warehouse(path)
+    assert len(scans) == 1  # unchanged: not read again
     with path.open("r+b") as handle:
         handle.truncate(path.stat().st_size * 2 // 3)
 
@@ -136,3 +142,19 @@ def test_dbt_and_the_python_writers_connect_to_duckdb_with_the_same_settings(war
 
     assert [tuple(row.values()) for row in shown] == [publish] == [clone]
     assert publish[1] is False
+
+
+def test_opening_the_warehouse_outside_a_run_leaves_no_dagster_instance_behind(warehouse, dbt_manifest):
+    """Resolving the resource enters a throwaway instance. Left open, it is closed when the
+    warehouse goes: after the instance that was current when it opened, which it then made
+    current again, closed; the next load of the definitions in this thread failed on it."""
+    import gc
+
+    from greenery_orchestration.definitions import defs
+
+    with dg.DagsterInstance.get():  # as `greenery run` holds its turn's instance
+        opened = open_warehouse()
+    del opened  # kept past the instance: the funnel printed after the run reads it
+    gc.collect()
+
+    assert defs().resolve_asset_graph().get_all_asset_keys()

@@ -47,8 +47,8 @@
         {%- set delta_columns = adapter.get_columns_in_relation(delta) | map(attribute='name') | list -%}
         {%- if (columns | map('lower') | list) != (delta_columns | map('lower') | list) -%}
             {#- The remedy first: a step's line of the error is cut short. #}
-            {%- set added = delta_columns | reject('in', columns) | list -%}
-            {%- set removed = columns | reject('in', delta_columns) | list -%}
+            {%- set added = delta_columns | map('lower') | reject('in', columns | map('lower') | list) | list -%}
+            {%- set removed = columns | map('lower') | reject('in', delta_columns | map('lower') | list) | list -%}
             {%- do exceptions.raise_compiler_error(
                 "Rebuild " ~ model.name ~ " with a full refresh (greenery run --full-refresh): its columns changed ("
                 ~ ("added " ~ added | join(', ') if added else "")
