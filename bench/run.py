@@ -2,7 +2,7 @@
 builds, the publish step, the size of prod, memory and start-up, at 1, 10 or 100 million events.
 
     .venv/bin/python bench/run.py --events 1M,10M        # 3 runs per size, medians
-    .venv/bin/python bench/run.py --events 100M          # one run (about an hour, ~60 GB of disk)
+    .venv/bin/python bench/run.py --events 100M          # one run (about 45 minutes, ~75 GB of disk)
 
 Prints a markdown table and writes the same figures as JSON to bench/results/. Not part of the
 test suite. Every figure is the median of --repeat runs (3 below 100M events, 1 from 100M on: an hour
@@ -32,9 +32,11 @@ PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 EVENTS_PER_SESSION = 6.2  # measured: ~3.2 page views, 1.7 adds, 0.62 checkouts, ~0.6 shipments
 CHUNK_EVENTS = 3_000_000  # at most this many events generated at once (~0.43 GB per million)
-# Disk a size needs at its fullest, the +1% run: prod, dev and ci (~234 bytes per event each after
-# a first run at 100M, 2026-12-04, each growing ~17% in the +1% run) and the raw source (~72).
-DISK_BYTES_PER_EVENT = 900
+# Disk a size needs at its fullest, after the +1% run: prod, dev and ci (~238 bytes per event each
+# after a first run at 70M, 2026-12-05, each growing ~2% in the +1% run). The full refresh needs
+# more and runs only where there is room (full_refresh_room).
+DISK_BYTES_PER_EVENT = 740
+MARGIN_BYTES = 3 * 1024**3
 GIB = 1024**3
 
 TARGETS = {  # at 100M events, on 2 cores
@@ -187,11 +189,15 @@ def append_one_percent(path: Path, events: int, seed: int) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def fresh_warehouse(source: Path, folder: Path) -> Path:
+def fresh_warehouse(folder: Path, events: int, seed: int, gens: list) -> Path:
+    """A new warehouse folder whose prod.duckdb holds freshly generated raw tables (its figures
+    appended to `gens`). Generated in place rather than copied from one source: a copy would sit
+    beside the warehouse and its clones, ~7 GB more at 100M. The generator is seeded, so every
+    warehouse of a size gets the same volumes; its timestamps follow the clock."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    shutil.copy(source, folder / "prod.duckdb")
+    gens.append(generate(folder / "prod.duckdb", events, seed))
     # One salt for every side, so the clones do the same work.
     (folder / ".masking_salt").write_text("bench-salt\n")
     return folder
@@ -494,21 +500,21 @@ from raw.products p left join per_product using (product_id);
 """
 
 
-def floor(raw: Path, folder: Path, keep_raw: bool = True) -> dict:
-    """The hand-written SQL above, in one DuckDB process, on a copy of the raw tables (or on the
-    raw tables themselves, moved, when nothing needs them after)."""
+def floor(raw: Path, folder: Path) -> dict:
+    """The hand-written SQL above, in one DuckDB process, reading the raw tables of `raw`
+    (attached read-only, before any run changes them) into a file of its own."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     path = folder / "handwritten.duckdb"
-    if keep_raw:
-        shutil.copy(raw, path)
-    else:
-        raw.rename(path)
     code = f"""
 import duckdb, sys
 with duckdb.connect({str(path)!r}) as connection:
     connection.execute("set TimeZone = 'UTC'")
+    connection.execute("attach '{raw}' as source (read_only)")
+    connection.execute("create schema raw")
+    for table in ("events", "order_items", "products"):
+        connection.execute(f"create view raw.{{table}} as select * from source.raw.{{table}}")
     connection.execute(sys.stdin.read())
 """
     log = folder / "floor.log"
@@ -571,30 +577,60 @@ def repeats(events: int, args) -> int:
 
 
 def bench_size(events: int, args, workdir: Path, save) -> dict:
-    """Every figure at one size. Warehouses are deleted as soon as they are measured, so that
-    100M events (prod, dev and ci ~20 GB each) fit on a 75 GB disk; `save(rec)` writes the
-    figures so far after each phase, so a run that dies or is stopped keeps what it measured."""
+    """Every figure at one size, in the order that holds the least on disk at once: each warehouse
+    is generated in its own folder and deleted as soon as it is measured, so that 100M events
+    (prod, dev and ci ~22 GiB each) fit on a 75 GB disk. The full refresh holds prod's published
+    models and their rebuilt copies at once, then writes both clones again: it runs only where
+    the disk has room for that (`full_refresh_room`); where it has not, the incremental run is
+    compared with the first run, a full build of the same data too. `save(rec)` writes the figures
+    so far after each phase, so a run that dies or is stopped keeps what it measured."""
     env = base_env(workdir)
     size_dir = workdir / label(events)
     size_dir.mkdir(parents=True, exist_ok=True)
-    raw = size_dir / "source.duckdb"
-    rec: dict = {"events_requested": events, "repeats": []}
+    gens: list = []
+    rec: dict = {"events_requested": events, "repeats": [], "generator": gens}
     n = repeats(events, args)
-    gens = []
-    for i in range(n):
-        print(f"[{label(events)}] generator {i + 1}/{n}...", flush=True)
-        gens.append(generate(raw, events, args.seed))
-    rec["generator"] = gens
-    rec["events"] = gens[-1]["events"]
-    rec["raw_bytes"] = raw.stat().st_size
-    save(rec)
-
     for i in range(n):
         r: dict = {}
         rec["repeats"].append(r)
         tag = f"[{label(events)} {i + 1}/{n}]"
-        print(f"{tag} bare dbt chain...", flush=True)
-        bare_wh = fresh_warehouse(raw, size_dir / "bare")
+        print(f"{tag} generator...", flush=True)
+        dag_wh = fresh_warehouse(size_dir / "dagster", events, args.seed, gens)
+        rec["events"] = gens[-1]["events"]
+        rec["raw_bytes"] = (dag_wh / "prod.duckdb").stat().st_size
+        save(rec)
+        print(f"{tag}   {gens[-1]['events']:,} events; floor SQL...", flush=True)
+        r["floor"] = floor(dag_wh / "prod.duckdb", size_dir / "floor")
+        save(rec)
+        print(f"{tag}   {r['floor']['seconds']:.1f} s; greenery run (Dagster)...", flush=True)
+        r["dagster"] = greenery_run(dag_wh, size_dir / "home-full", env)
+        r["dagster"]["bytes"] = warehouse_bytes(dag_wh)
+        r["compare"] = compare_marts(Path(r["floor"]["path"]), dag_wh / "prod.duckdb")
+        shutil.rmtree(size_dir / "floor", ignore_errors=True)
+        save(rec)
+        print(f"{tag}   {r['dagster']['seconds']:.1f} s, the floor's numbers: "
+              f"{all(v['equal'] for k, v in r['compare'].items() if k != 'funnel')}; +1% events...", flush=True)
+        r["appended_events"] = append_one_percent(dag_wh / "prod.duckdb", events, args.seed)
+        # The clones stay: an incremental run brings them up to date in place.
+        r["incremental"] = greenery_run(dag_wh, size_dir / "home-incr", env)
+        r["incremental"]["bytes"] = warehouse_bytes(dag_wh)
+        save(rec)
+        print(f"{tag}   incremental {r['incremental']['seconds']:.1f} s; full refresh...", flush=True)
+        room = full_refresh_room(dag_wh, rec["raw_bytes"])
+        if room["enough"]:
+            # A full refresh restamps every row, so each table is copied whole: without the old
+            # clones they are written as new files rather than beside the old rows in place.
+            drop_clones(dag_wh)
+            r["full_refresh"] = greenery_run(dag_wh, size_dir / "home-fr", env, full_refresh=True)
+            r["full_refresh"]["bytes"] = warehouse_bytes(dag_wh)
+            print(f"{tag}   full refresh {r['full_refresh']['seconds']:.1f} s; bare chain...", flush=True)
+        else:
+            r["full_refresh_skipped"] = room
+            print(f"{tag}   full refresh skipped: it needs ~{room['needed'] / GIB:.0f} GiB, "
+                  f"{room['free'] / GIB:.0f} GiB free without the clones; bare chain...", flush=True)
+        save(rec)
+        shutil.rmtree(dag_wh, ignore_errors=True)
+        bare_wh = fresh_warehouse(size_dir / "bare", events, args.seed, gens)
         r["bare"] = bare_chain(bare_wh, env)
         r["bare"]["bytes"] = warehouse_bytes(bare_wh)
         save(rec)
@@ -605,33 +641,22 @@ def bench_size(events: int, args, workdir: Path, save) -> dict:
         r["bare_incremental"]["bytes"] = warehouse_bytes(bare_wh)
         shutil.rmtree(bare_wh)
         save(rec)
-        print(f"{tag}   {r['bare_incremental']['seconds']:.1f} s; greenery run (Dagster)...", flush=True)
-        dag_wh = fresh_warehouse(raw, size_dir / "dagster")
-        r["dagster"] = greenery_run(dag_wh, size_dir / "home-full", env)
-        r["dagster"]["bytes"] = warehouse_bytes(dag_wh)
-        save(rec)
-        print(f"{tag}   {r['dagster']['seconds']:.1f} s; floor SQL...", flush=True)
-        r["floor"] = floor(raw, size_dir / "floor", keep_raw=i < n - 1)
-        r["compare"] = compare_marts(Path(r["floor"]["path"]), dag_wh / "prod.duckdb")
-        shutil.rmtree(size_dir / "floor", ignore_errors=True)
-        save(rec)
-        print(f"{tag}   {r['floor']['seconds']:.1f} s, same numbers: "
-              f"{all(v['equal'] for k, v in r['compare'].items() if k != 'funnel')}; +1% events...", flush=True)
-        r["appended_events"] = append_one_percent(dag_wh / "prod.duckdb", events, args.seed)
-        # The clones stay: an incremental run brings them up to date in place.
-        r["incremental"] = greenery_run(dag_wh, size_dir / "home-incr", env)
-        r["incremental"]["bytes"] = warehouse_bytes(dag_wh)
-        save(rec)
-        print(f"{tag}   incremental {r['incremental']['seconds']:.1f} s; full refresh...", flush=True)
-        # A full refresh restamps every row, so each table is copied whole: without the old clones
-        # they are written as new files, and there is room for them at 100M.
-        drop_clones(dag_wh)
-        r["full_refresh"] = greenery_run(dag_wh, size_dir / "home-fr", env, full_refresh=True)
-        r["full_refresh"]["bytes"] = warehouse_bytes(dag_wh)
-        save(rec)
-        print(f"{tag}   full refresh {r['full_refresh']['seconds']:.1f} s", flush=True)
-        shutil.rmtree(dag_wh, ignore_errors=True)
+        print(f"{tag}   bare incremental {r['bare_incremental']['seconds']:.1f} s", flush=True)
     return summarize(rec)
+
+
+def full_refresh_room(folder: Path, raw_bytes: int) -> dict:
+    """Whether the disk holds a full refresh of this warehouse: every model built again beside the
+    published ones (prod's used blocks less its raw tables, less the free blocks it reuses), then
+    dev and ci written whole again once the old ones are dropped, and a margin (DuckDB's spill
+    comes before the clones, the instances and logs are small)."""
+    files = warehouse_bytes(folder)
+    clones = files.get("dev.duckdb", 0) + files.get("ci.duckdb", 0)
+    prod, used = files["prod.duckdb"], files["prod_used_blocks"]
+    growth = max(used - raw_bytes - (prod - used), 0)
+    needed = growth + clones + MARGIN_BYTES
+    free = shutil.disk_usage(folder).free + clones
+    return {"enough": needed <= free, "needed": needed, "free": free}
 
 
 def warehouse_bytes(folder: Path) -> dict:
@@ -743,6 +768,12 @@ def summarize(rec: dict) -> dict:
     m["incremental_vs_full_build_step"] = med(
         lambda r: _models_step(r["incremental"]) / _models_step(r["full_refresh"])
     )
+    # Where the disk had no room for the full refresh (full_refresh_room), the first run stands in.
+    m["incremental_vs_first_run"] = med(lambda r: r["incremental"]["seconds"] / r["dagster"]["seconds"])
+    m["incremental_vs_first_run_build_step"] = med(
+        lambda r: _models_step(r["incremental"]) / _models_step(r["dagster"])
+    )
+    m["full_refresh_vs_first_run"] = med(lambda r: r["full_refresh"]["seconds"] / r["dagster"]["seconds"])
     m["appended_events"] = med(lambda r: r["appended_events"])
     m["peak_memory_gib"] = peak(("dagster", "incremental", "full_refresh"), "peak_tree_rss_bytes")
     m["peak_single_process_gib"] = peak(("dagster", "incremental", "full_refresh"), "peak_process_rss_bytes")
@@ -824,6 +855,12 @@ def table(results: dict) -> str:
     row("incremental vs full refresh (whole chain)", "≤ 0.1x", ratio, "incremental_vs_full", "incremental_vs_full")
     row("incremental vs full refresh (models step only)", "≤ 0.1x", ratio, "incremental_vs_full_build_step",
         "incremental_vs_full")
+    row("same data, first run (a full build too)", "", sec, "dagster_chain_seconds")
+    row("full refresh vs first run", "", ratio, "full_refresh_vs_first_run")
+    row("incremental vs first run (whole chain)", "≤ 0.1x where no full refresh", ratio, "incremental_vs_first_run",
+        "incremental_vs_full")
+    row("incremental vs first run (models step only)", "≤ 0.1x where no full refresh", ratio,
+        "incremental_vs_first_run_build_step", "incremental_vs_full")
     row("peak memory of `greenery run` (process tree)", "≤ 4 GiB", lambda v: f"{v:.2f} GiB", "peak_memory_gib",
         "peak_memory_gib")
     row("load Dagster definitions", "", sec, "load_definitions_seconds")
