@@ -51,28 +51,8 @@ def clone(
                 whole.append(target)
             else:
                 in_place[target] = connection
-        # Side by side, each file its own, each with a share of the memory: much of an update is
-        # DuckDB compressing new rows into its file (the commit's checkpoint), on one core.
-        share = duckdb_config(at_once=len(in_place))["memory_limit"].replace("'", "''")
-        for connection in in_place.values():
-            connection.execute(f"set memory_limit = '{share}'")
-        errors = []
-        with ThreadPoolExecutor(max_workers=max(len(in_place), 1)) as pool:
-            updates = {target: pool.submit(_update_in_place, connection, pii, salt, changes, prod)
-                       for target, connection in in_place.items()}
-            try:
-                wait(updates.values())
-            except BaseException:
-                # A signal lands on this thread; DuckDB hears it only on the thread it runs on.
-                for connection in in_place.values():
-                    with suppress(duckdb.Error):  # closed: its update ended
-                        connection.interrupt()
-                raise
-        for target, update in updates.items():
-            if update.exception() is None:
-                cloned[target] = Cloned(update.result(), in_place=True)
-            else:
-                errors.append(update.exception())
+        updated, errors = _update_side_by_side(in_place, pii, salt, changes, prod)
+        cloned |= {target: Cloned(rows, in_place=True) for target, rows in updated.items()}
     finally:
         for connection in in_place.values():
             connection.close()
@@ -80,8 +60,35 @@ def clone(
         rows = _write_whole(prod, whole, pii, salt)
         cloned |= {target: Cloned(rows, in_place=False) for target in whole}
     if errors:
-        raise errors[0]
+        first = next(iter(errors.values()))
+        for target, error in list(errors.items())[1:]:
+            first.add_note(f"{target.stem} was not updated either: {error}")
+        raise first
     return {target: cloned[target] for target in targets}
+
+
+def _update_side_by_side(
+    in_place: dict[Path, duckdb.DuckDBPyConnection], *args
+) -> tuple[dict[Path, dict[str, int]], dict[Path, BaseException]]:
+    """_update_in_place on each connection at once, each with a share of DuckDB's memory: much of
+    an update is DuckDB compressing the new rows into its file (the commit's checkpoint), on one
+    core. The rows copied per environment updated, and the error of each that failed."""
+    share = duckdb_config(at_once=len(in_place))["memory_limit"].replace("'", "''")
+    for connection in in_place.values():
+        connection.execute(f"set memory_limit = '{share}'")
+    with ThreadPoolExecutor(max_workers=max(len(in_place), 1)) as pool:
+        updates = {target: pool.submit(_update_in_place, connection, *args) for target, connection in in_place.items()}
+        try:
+            wait(updates.values())
+        except BaseException:
+            # A signal lands on this thread; DuckDB hears it only on the thread it runs on.
+            for connection in in_place.values():
+                with suppress(duckdb.Error):  # closed: its update ended
+                    connection.interrupt()
+            raise
+    updated = {target: update.result() for target, update in updates.items() if update.exception() is None}
+    errors = {target: update.exception() for target, update in updates.items() if update.exception() is not None}
+    return updated, errors
 
 
 def _update_in_place(connection: duckdb.DuckDBPyConnection, *args) -> dict[str, int]:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -422,6 +423,24 @@ def test_one_environments_failed_update_leaves_it_as_it_was_and_the_others_are_c
 
     assert _relations(dev) == before
     assert _relations(ci) == _relations(qa) == _expected(prod)  # updated in place, and written whole
+
+
+def test_when_several_updates_fail_the_error_raised_names_the_others_too(prod, tmp_path, monkeypatch):
+    dev, ci = tmp_path / "dev.duckdb", tmp_path / "ci.duckdb"
+    clone(prod, [dev, ci], PII, SALT, CHANGES)
+    before = {path: _relations(path) for path in (dev, ci)}
+    _new_rows_in_prod(prod)
+
+    def failing(connection, *args):
+        (path,) = connection.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()
+        raise RuntimeError(f"disk on fire under {Path(path).stem}")
+
+    monkeypatch.setattr(clone_duckdb, "_bring_up_to_date", failing)
+    with pytest.raises(RuntimeError, match="disk on fire under dev") as raised:
+        clone(prod, [dev, ci], PII, SALT, CHANGES)
+
+    assert raised.value.__notes__ == ["ci was not updated either: disk on fire under ci"]
+    assert {path: _relations(path) for path in (dev, ci)} == before
 
 
 def test_a_signal_during_the_updates_interrupts_them_and_leaves_the_environments_as_they_were(
