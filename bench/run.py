@@ -2,12 +2,12 @@
 builds, the publish step, the size of prod, memory and start-up, at 1, 10 or 100 million events.
 
     .venv/bin/python bench/run.py --events 1M,10M        # 3 runs per size, medians
-    .venv/bin/python bench/run.py --events 100M          # one run (about 45 minutes, ~75 GB of disk)
+    .venv/bin/python bench/run.py --events 100M          # one run (about 45 minutes, ~74 GB of disk)
 
 Prints a markdown table and writes the same figures as JSON to bench/results/. Not part of the
-test suite. Every figure is the median of --repeat runs (3 below 100M events, 1 from 100M on: an hour
-each there). Everything it writes (warehouses,
-Dagster instances, dbt target folders) lives under --workdir, deleted at the end unless --keep.
+test suite. Every figure is the median of --repeat runs (3 below 100M events, 1 from 100M on).
+Everything it writes (warehouses, Dagster instances, dbt target folders) lives under --workdir,
+deleted at the end unless --keep.
 """
 
 import argparse
