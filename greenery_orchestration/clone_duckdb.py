@@ -57,8 +57,14 @@ def clone(
         for connection in in_place.values():
             connection.close()
     if whole:
-        rows = _write_whole(prod, whole, pii, salt)
-        cloned |= {target: Cloned(rows, in_place=False) for target in whole}
+        try:
+            rows = _write_whole(prod, whole, pii, salt)
+        except Exception as error:
+            if not errors:
+                raise
+            errors[whole[0]] = error  # named after the updates' own errors
+        else:
+            cloned |= {target: Cloned(rows, in_place=False) for target in whole}
     if errors:
         first = next(iter(errors.values()))
         for target, error in list(errors.items())[1:]:

@@ -443,6 +443,25 @@ def test_when_several_updates_fail_the_error_raised_names_the_others_too(prod, t
     assert {path: _relations(path) for path in (dev, ci)} == before
 
 
+def test_a_failed_update_and_a_failed_whole_write_are_both_named(prod, tmp_path, monkeypatch):
+    dev, qa = tmp_path / "dev.duckdb", tmp_path / "qa.duckdb"
+    clone(prod, [dev], PII, SALT, CHANGES)
+    before = _relations(dev)
+    _new_rows_in_prod(prod)
+
+    def failing(connection, *args):
+        (path,) = connection.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()
+        raise RuntimeError(f"disk on fire under {Path(path).stem}")
+
+    monkeypatch.setattr(clone_duckdb, "_bring_up_to_date", failing)
+    with pytest.raises(RuntimeError, match="disk on fire under dev") as raised:
+        clone(prod, [dev, qa], PII, SALT, CHANGES)
+
+    assert raised.value.__notes__ == ["qa was not updated either: disk on fire under qa.duckdb"]
+    assert _relations(dev) == before
+    assert not qa.exists() and not list(tmp_path.glob("qa.duckdb.partial*"))
+
+
 def test_a_signal_during_the_updates_interrupts_them_and_leaves_the_environments_as_they_were(
     prod, tmp_path, monkeypatch
 ):
