@@ -618,7 +618,7 @@ def bench_size(events: int, args, workdir: Path, save) -> dict:
         r["incremental"]["bytes"] = warehouse_bytes(dag_wh)
         save(rec)
         print(f"{tag}   incremental {r['incremental']['seconds']:.1f} s; full refresh...", flush=True)
-        room = full_refresh_room(dag_wh, r["raw_used_bytes"])
+        room = full_refresh_room(dag_wh, r["incremental"]["bytes"], r["raw_used_bytes"])
         if room["enough"]:
             # A full refresh restamps every row, so each table is copied whole: without the old
             # clones they are written as new files rather than beside the old rows in place.
@@ -648,12 +648,11 @@ def bench_size(events: int, args, workdir: Path, save) -> dict:
     return summarize(rec)
 
 
-def full_refresh_room(folder: Path, raw_bytes: int | None) -> dict:
+def full_refresh_room(folder: Path, files: dict, raw_bytes: int | None) -> dict:
     """Whether the disk holds a full refresh of this warehouse: every model built again beside the
     published ones (prod's used blocks less its raw tables, less the free blocks it reuses), then
     dev and ci written whole again once the old ones are dropped, and a margin (DuckDB's spill
-    comes before the clones, the instances and logs are small)."""
-    files = warehouse_bytes(folder)
+    comes before the clones, the instances and logs are small). `files`: warehouse_bytes(folder)."""
     clones = files.get("dev.duckdb", 0) + files.get("ci.duckdb", 0)
     free = shutil.disk_usage(folder).free + clones
     prod, used = files["prod.duckdb"], files.get("prod_used_blocks")
